@@ -1,0 +1,347 @@
+"""THE CORE: decide which configs a pod gets, and build the patch that injects them.
+
+:func:`inject` is pure: a pod dict, its namespace and a :class:`ConfigSet` in; an
+:class:`InjectionResult` (mutated copy, JSON Patch, per-config decisions, warnings) out.
+The webhook, the offline ``inject``/``explain`` commands and the tests all call it.
+
+Idempotence rests on two things: the status annotation lists the configs already injected
+(skipped wholesale, whatever the apiserver or another webhook did to the pod since), and
+any container or volume the pod already has by name is kept and that one item skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sidecar_injector.core.config import ConfigSet, SidecarConfig
+from sidecar_injector.core.errors import InputError
+from sidecar_injector.core.patch import PatchBuilder, is_empty
+from sidecar_injector.core.types import JSONPatchOp, Pod
+
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+# Reason codes: stable strings, used in metrics labels, logs, `explain` and tests.
+INJECTED = "injected"
+NOT_REQUESTED = "not-requested"
+EXCLUDED = "excluded"
+SELECTOR_MISMATCH = "selector-mismatch"
+NAMESPACE_NOT_ALLOWED = "namespace-not-allowed"
+ALREADY_INJECTED = "already-injected"
+OPTED_OUT = "opted-out"
+UNKNOWN_CONFIG = "unknown-config"
+MIRROR_POD = "mirror-pod"
+NOTHING_TO_INJECT = "nothing-to-inject"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDecision:
+    """What happened to one config for one pod, and why."""
+
+    config: str
+    reason: str
+    """One of the reason codes above; ``injected`` when it was."""
+    message: str
+    requested: bool = False
+    """Named by the pod's inject annotation (as opposed to injected by default)."""
+    conflicts: tuple[str, ...] = ()
+    """Items the pod already had by name, kept as the pod declared them."""
+
+    @property
+    def injected(self) -> bool:
+        return self.reason == INJECTED
+
+
+@dataclass(frozen=True, slots=True)
+class InjectionResult:
+    pod: Pod
+    """The mutated copy (the input itself when nothing changed)."""
+    patch: list[JSONPatchOp]
+    decisions: tuple[ConfigDecision, ...]
+    warnings: tuple[str, ...] = ()
+    skip_reason: str = ""
+    """Why nothing was injected (empty when something was)."""
+    injected: tuple[str, ...] = field(default=())
+
+
+def _csv(value: Any) -> list[str]:
+    if not isinstance(value, str):
+        return []
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def injected_names(annotations: dict[str, Any], status_key: str) -> tuple[list[str], str | None, str | None]:
+    """Read the status annotation: (names injected, previous hash, warning if unreadable)."""
+    raw = annotations.get(status_key)
+    if raw is None:
+        return [], None, None
+    try:
+        status = orjson.loads(raw) if isinstance(raw, str) else None
+        names = status.get("injected") if isinstance(status, dict) else None
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            h = status.get("hash") if isinstance(status, dict) else None
+            return list(names), h if isinstance(h, str) else None, None
+    except orjson.JSONDecodeError:
+        pass
+    return [], None, f"annotation {status_key} is not readable and was ignored"
+
+
+def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
+    """Inject the configs this pod should get. Never modifies ``pod``.
+
+    Raises :class:`InjectionError` when a template fails for this pod, and
+    :class:`InputError` when ``pod`` is not a pod (no ``spec.containers`` list).
+    """
+    if not isinstance(pod, dict):
+        raise InputError("the object is not a mapping")
+    meta = pod.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    annotations = meta.get("annotations")
+    annotations = annotations if isinstance(annotations, dict) else {}
+    labels = meta.get("labels")
+    labels = labels if isinstance(labels, dict) else {}
+
+    if MIRROR_ANNOTATION in annotations:
+        return _skip(pod, configs, MIRROR_POD, "mirror pods (static pods) are managed by the kubelet")
+
+    inject_value = annotations.get(configs.inject_key)
+    opt_out = [
+        src
+        for src, value in (("annotation", inject_value), ("label", labels.get(configs.inject_key)))
+        if isinstance(value, str) and value.strip().lower() == "false"
+    ]
+    if opt_out:
+        return _skip(pod, configs, OPTED_OUT, f"the pod opted out with the {opt_out[0]} {configs.inject_key}=false")
+
+    requested = [n for n in _csv(inject_value) if n.lower() != "true"]
+    excluded = set(_csv(annotations.get(configs.exclude_key)))
+    already, previous_hash, status_warning = injected_names(annotations, configs.status_key)
+    warnings: list[str] = [status_warning] if status_warning else []
+    decisions: list[ConfigDecision] = []
+
+    # Candidates in order: defaults as loaded, then requested ones as the annotation names them.
+    candidates: list[tuple[SidecarConfig, bool]] = []
+    for c in configs.defaults:
+        if c.name in excluded:
+            decisions.append(ConfigDecision(c.name, EXCLUDED, f"excluded by the annotation {configs.exclude_key}"))
+            if c.name in requested:
+                warnings.append(f"config {c.name!r} is both requested and excluded; excluded wins")
+        else:
+            candidates.append((c, c.name in requested))
+    seen = {c.name for c in configs.defaults}
+    for name in requested:
+        if name in seen:
+            continue
+        seen.add(name)
+        cfg = configs.by_name.get(name)
+        if cfg is None:
+            msg = f"config {name!r} requested by {configs.inject_key} does not exist"
+            decisions.append(ConfigDecision(name, UNKNOWN_CONFIG, msg, requested=True))
+            warnings.append(msg)
+        elif name in excluded:
+            decisions.append(ConfigDecision(name, EXCLUDED, f"excluded by the annotation {configs.exclude_key}"))
+            warnings.append(f"config {name!r} is both requested and excluded; excluded wins")
+        else:
+            candidates.append((cfg, True))
+    for c in configs.configs:
+        if c.name not in seen:
+            decisions.append(
+                ConfigDecision(c.name, NOT_REQUESTED, f"not injected by default and not named in {configs.inject_key}")
+            )
+    for name in sorted(excluded - set(configs.by_name)):
+        warnings.append(f"config {name!r} named in {configs.exclude_key} does not exist")
+
+    selected: list[tuple[SidecarConfig, bool]] = []
+    for c, req in candidates:
+        if c.name in already:
+            decisions.append(ConfigDecision(c.name, ALREADY_INJECTED, "already injected (status annotation)", req))
+            continue
+        if c.namespaces and namespace not in c.namespaces:
+            msg = f"namespace {namespace!r} is not among the config's namespaces ({', '.join(sorted(c.namespaces))})"
+            decisions.append(ConfigDecision(c.name, NAMESPACE_NOT_ALLOWED, msg, req))
+            if req:
+                warnings.append(f"requested config {c.name!r} not injected: {msg}")
+            continue
+        if c.selector is not None and not c.selector.matches(labels):
+            msg = f"the pod's labels do not match the config's selector {c.selector.describe()}"
+            decisions.append(ConfigDecision(c.name, SELECTOR_MISMATCH, msg, req))
+            if req:
+                warnings.append(f"requested config {c.name!r} not injected: {msg}")
+            continue
+        selected.append((c, req))
+
+    if not selected:
+        reason = ALREADY_INJECTED if already and any(d.reason == ALREADY_INJECTED for d in decisions) else NOTHING_TO_INJECT
+        return InjectionResult(pod, [], _ordered(decisions, configs), tuple(warnings), reason)
+
+    spec = pod.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
+        raise InputError("the pod has no spec.containers list")
+    return _mutate(pod, namespace, configs, selected, decisions, warnings, already, previous_hash)
+
+
+def _skip(pod: Pod, configs: ConfigSet, reason: str, message: str) -> InjectionResult:
+    decisions = tuple(ConfigDecision(c.name, reason, message) for c in configs.configs)
+    return InjectionResult(pod, [], decisions, (), reason)
+
+
+def _ordered(decisions: list[ConfigDecision], configs: ConfigSet) -> tuple[ConfigDecision, ...]:
+    """Decisions in load order, then unknown names, for stable output."""
+    order = {c.name: i for i, c in enumerate(configs.configs)}
+    return tuple(sorted(decisions, key=lambda d: order.get(d.config, len(order))))
+
+
+def _names(items: Any) -> set[str]:
+    if not isinstance(items, list):
+        return set()
+    return {i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)}
+
+
+def _mutate(
+    pod: Pod,
+    namespace: str,
+    configs: ConfigSet,
+    selected: list[tuple[SidecarConfig, bool]],
+    decisions: list[ConfigDecision],
+    warnings: list[str],
+    already: list[str],
+    previous_hash: str | None,
+) -> InjectionResult:
+    meta = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
+    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    spec: dict[str, Any] = pod["spec"]
+    app_containers: list[Any] = spec["containers"]
+
+    context: dict[str, Any] | None = None
+    if any(c.has_templates for c, _ in selected):
+        context = {"pod": pod, "namespace": namespace, "labels": labels, "annotations": annotations}
+
+    container_names = _names(app_containers) | _names(spec.get("initContainers"))
+    volume_names = _names(spec.get("volumes"))
+    secret_names = _names(spec.get("imagePullSecrets"))
+    add_labels: dict[str, str] = {}
+    add_annotations: dict[str, str] = {}
+    new_inits: list[Any] = []
+    new_containers: list[Any] = []
+    new_volumes: list[Any] = []
+    new_secrets: list[Any] = []
+    mounts: list[Any] = []
+    env: list[Any] = []
+    rendered: dict[str, Any] = {}
+    injected: list[str] = []
+
+    for cfg, req in selected:
+        r_labels = cfg.labels.render(context)
+        r_annotations = cfg.annotations.render(context)
+        r_inits = cfg.init_containers.render(context)
+        r_containers = cfg.containers.render(context)
+        r_volumes = cfg.volumes.render(context)
+        r_mounts = cfg.volume_mounts.render(context)
+        r_env = cfg.env.render(context)
+        r_secrets = cfg.image_pull_secrets.render(context)
+        conflicts: list[str] = []
+        for k, v in r_labels.items():
+            if k not in labels and k not in add_labels:
+                add_labels[k] = v
+        for k, v in r_annotations.items():
+            if k not in annotations and k not in add_annotations and not k.startswith(configs.prefix + "/"):
+                add_annotations[k] = v
+        for kind, items, target in (
+            ("init container", r_inits, new_inits),
+            ("container", r_containers, new_inits if cfg.native_sidecar else new_containers),
+        ):
+            for item in items:
+                if item["name"] in container_names:
+                    conflicts.append(f"{kind} {item['name']}")
+                    continue
+                container_names.add(item["name"])
+                target.append(item)
+        for vol in r_volumes:
+            if vol["name"] in volume_names:
+                conflicts.append(f"volume {vol['name']}")
+                continue
+            volume_names.add(vol["name"])
+            new_volumes.append(vol)
+        for sec in r_secrets:
+            if sec["name"] not in secret_names:
+                secret_names.add(sec["name"])
+                new_secrets.append(sec)
+        mounts.extend(r_mounts)
+        env.extend(r_env)
+        rendered[cfg.name] = {
+            "labels": r_labels, "annotations": r_annotations, "initContainers": r_inits,
+            "containers": r_containers, "volumes": r_volumes, "volumeMounts": r_mounts,
+            "env": r_env, "imagePullSecrets": r_secrets,
+        }
+        for c in conflicts:
+            warnings.append(f"config {cfg.name!r}: the pod already has {c}; kept the pod's own")
+        msg = "injected" + (f"; kept the pod's own {', '.join(conflicts)}" if conflicts else "")
+        decisions.append(ConfigDecision(cfg.name, INJECTED, msg, req, tuple(conflicts)))
+        injected.append(cfg.name)
+
+    b = PatchBuilder(pod)
+    if not isinstance(pod.get("metadata"), dict):
+        b.set_key((), "metadata", {})
+    if new_containers and DEFAULT_CONTAINER_ANNOTATION not in annotations:
+        first = app_containers[0] if app_containers else None
+        if isinstance(first, dict) and isinstance(first.get("name"), str):
+            add_annotations[DEFAULT_CONTAINER_ANNOTATION] = first["name"]
+    add_annotations[configs.status_key] = _status(already + injected, rendered, previous_hash)
+    b.merge_map(("metadata",), "labels", add_labels)
+    b.merge_map(("metadata",), "annotations", add_annotations)
+    # Injected init containers (each config's init containers, then its native sidecars) go
+    # before the pod's own, so the pod's init containers can rely on a native sidecar.
+    b.insert_items(("spec",), "initContainers", 0, new_inits)
+    b.insert_items(("spec",), "containers", -1, new_containers)
+    b.insert_items(("spec",), "volumes", -1, new_volumes)
+    b.insert_items(("spec",), "imagePullSecrets", -1, new_secrets)
+    if mounts or env:
+        for i, c in enumerate(app_containers):
+            if isinstance(c, dict):
+                _add_to_container(b, i, c, mounts, env)
+    return InjectionResult(b.root, b.ops, _ordered(decisions, configs), tuple(warnings), "", tuple(injected))
+
+
+def _add_to_container(b: PatchBuilder, index: int, c: dict[str, Any], mounts: list[Any], env: list[Any]) -> None:
+    """Add mounts and env a regular app container lacks (by mountPath / name)."""
+    have_paths = {m.get("mountPath") for m in c.get("volumeMounts") or [] if isinstance(m, dict)}
+    have_env = {e.get("name") for e in c.get("env") or [] if isinstance(e, dict)}
+    add_mounts = []
+    for m in mounts:
+        if m["mountPath"] not in have_paths:
+            have_paths.add(m["mountPath"])
+            add_mounts.append(dict(m))
+    add_env = []
+    for e in env:
+        if e["name"] not in have_env:
+            have_env.add(e["name"])
+            add_env.append(dict(e))
+    path = ("spec", "containers", index)
+    b.insert_items(path, "volumeMounts", -1, add_mounts)
+    b.insert_items(path, "env", -1, add_env)
+
+
+def _status(names: list[str], rendered: dict[str, Any], previous_hash: str | None) -> str:
+    """The status annotation: the configs injected, and a hash of what this injection added.
+
+    The hash covers the rendered content (canonical JSON, sorted keys), so a reader that
+    re-renders the same configs for the pod can tell whether its sidecars are current. When
+    earlier configs were injected before, their hash is chained in.
+    """
+    payload: Any = rendered if previous_hash is None else [previous_hash, rendered]
+    digest = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return orjson.dumps({"injected": names, "hash": f"sha256:{digest}"}).decode()
+
+
+__all__ = [
+    "ConfigDecision",
+    "InjectionResult",
+    "inject",
+    "injected_names",
+    "is_empty",
+]

@@ -1,0 +1,185 @@
+"""JSON Patch (RFC 6902) as kube-apiserver applies it.
+
+The apiserver applies a webhook's patch with evanphx/json-patch v4 to its own ``omitempty``
+JSON encoding of the typed object: empty lists and maps are *absent* there, and ``add`` needs
+the parent to exist. So a list or map that is absent *or empty* in the request is created
+whole (``add /spec/initContainers`` with the full list), never appended to.
+
+:class:`PatchBuilder` records the operations and, alongside, builds the mutated pod by
+copy-on-write, so the input pod is never modified and the two cannot disagree.
+:func:`apply_patch` applies a patch with the apiserver's rules (used by tests and by
+``explain``); :func:`strip_empty` is the apiserver's view of a request object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar_injector.core.types import JSONPatchOp
+
+
+def escape(token: str) -> str:
+    """Escape one JSON-pointer token: ``~`` as ``~0`` and ``/`` as ``~1`` (that order)."""
+    if "~" in token:
+        token = token.replace("~", "~0")
+    if "/" in token:
+        token = token.replace("/", "~1")
+    return token
+
+
+def unescape(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def is_empty(value: Any) -> bool:
+    """True where the apiserver's ``omitempty`` encoding would drop the field."""
+    return value is None or ((isinstance(value, (list, dict, str))) and len(value) == 0)
+
+
+def strip_empty(value: Any) -> Any:
+    """The object as the apiserver serialises it before patching: empty lists/maps absent."""
+    if isinstance(value, dict):
+        return {k: strip_empty(v) for k, v in value.items() if not is_empty(v) or isinstance(v, str)}
+    if isinstance(value, list):
+        return [strip_empty(v) for v in value]
+    return value
+
+
+class PatchBuilder:
+    """Collects patch operations while building the mutated copy of a document.
+
+    Every method takes the path as a tuple of raw (unescaped) tokens from the root. Mutation
+    is copy-on-write: each container on the way to a change is shallow-copied once, so the
+    original stays untouched and unchanged subtrees are shared.
+    """
+
+    __slots__ = ("_copied", "ops", "root")
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.root: dict[str, Any] = dict(doc)
+        self.ops: list[JSONPatchOp] = []
+        self._copied: set[int] = {id(self.root)}
+
+    @staticmethod
+    def pointer(path: tuple[str | int, ...]) -> str:
+        return "".join("/" + (str(p) if isinstance(p, int) else escape(p)) for p in path)
+
+    def _writable(self, path: tuple[str | int, ...]) -> Any:
+        """Return the container at ``path`` in the mutated copy, copying it first if needed."""
+        node: Any = self.root
+        for token in path:
+            child = node[token]
+            if id(child) not in self._copied:
+                child = dict(child) if isinstance(child, dict) else list(child)
+                node[token] = child
+                self._copied.add(id(child))
+            node = child
+        return node
+
+    def get(self, path: tuple[str | int, ...]) -> Any:
+        node: Any = self.root
+        for token in path:
+            if isinstance(node, dict):
+                node = node.get(token)  # type: ignore[arg-type]
+            elif isinstance(node, list) and isinstance(token, int) and token < len(node):
+                node = node[token]
+            else:
+                return None
+            if node is None:
+                return None
+        return node
+
+    def set_key(self, path: tuple[str | int, ...], key: str, value: Any) -> None:
+        """``add`` a key to an existing object (replaces the value if present)."""
+        parent = self._writable(path)
+        parent[key] = value
+        self._copied.add(id(value))  # values we add are ours: no need to copy them again
+        self.ops.append({"op": "add", "path": self.pointer((*path, key)), "value": value})
+
+    def merge_map(self, path: tuple[str | int, ...], key: str, entries: dict[str, Any]) -> None:
+        """Add ``entries`` to the map ``path/key``, creating the map whole if absent or empty."""
+        if not entries:
+            return
+        current = self.get((*path, key))
+        if is_empty(current) or not isinstance(current, dict):
+            self.set_key(path, key, dict(entries))
+            return
+        target = self._writable((*path, key))
+        for k, v in entries.items():
+            target[k] = v
+            self.ops.append({"op": "add", "path": self.pointer((*path, key, k)), "value": v})
+
+    def insert_items(self, path: tuple[str | int, ...], key: str, index: int, items: list[Any]) -> None:
+        """Insert ``items`` into the list ``path/key`` at ``index`` (``-1``: at the end).
+
+        An absent or empty list is created whole; otherwise each item is added at an explicit,
+        non-negative index (json-patch v4 accepts negative ones, but other appliers do not).
+        """
+        if not items:
+            return
+        current = self.get((*path, key))
+        if is_empty(current) or not isinstance(current, list):
+            self.set_key(path, key, list(items))
+            return
+        target = self._writable((*path, key))
+        at = len(target) if index < 0 else index
+        for offset, item in enumerate(items):
+            target.insert(at + offset, item)
+            self._copied.add(id(item))
+            self.ops.append({"op": "add", "path": self.pointer((*path, key, at + offset)), "value": item})
+
+
+class PatchError(ValueError):
+    """A patch does not apply (the apiserver would reject the pod with a 500)."""
+
+
+def _parse_pointer(pointer: str) -> list[str]:
+    if pointer == "":
+        return []
+    if not pointer.startswith("/"):
+        raise PatchError(f"invalid pointer {pointer!r}")
+    return [unescape(t) for t in pointer[1:].split("/")]
+
+
+def apply_patch(doc: Any, ops: list[JSONPatchOp]) -> Any:
+    """Apply ``ops`` to a deep copy of ``doc`` with json-patch v4's ``add`` semantics.
+
+    Only ``add`` is supported: the injector emits nothing else. The parent must exist; on a
+    list, the index must be within ``0..len``; ``-`` appends.
+    """
+    import copy
+
+    result = copy.deepcopy(doc)
+    for op in ops:
+        if op.get("op") != "add":
+            raise PatchError(f"unsupported op {op.get('op')!r}")
+        tokens = _parse_pointer(op["path"])
+        if not tokens:
+            result = copy.deepcopy(op["value"])
+            continue
+        parent: Any = result
+        for t in tokens[:-1]:
+            if isinstance(parent, dict):
+                if t not in parent:
+                    raise PatchError(f"add operation does not apply: doc is missing path: {op['path']}")
+                parent = parent[t]
+            elif isinstance(parent, list):
+                if not t.isdigit() or int(t) >= len(parent):
+                    raise PatchError(f"add operation does not apply: doc is missing path: {op['path']}")
+                parent = parent[int(t)]
+            else:
+                raise PatchError(f"add operation does not apply: doc is missing path: {op['path']}")
+        last = tokens[-1]
+        value = copy.deepcopy(op["value"])
+        if isinstance(parent, dict):
+            parent[last] = value
+        elif isinstance(parent, list):
+            if last == "-":
+                parent.append(value)
+            elif last.isdigit() and int(last) <= len(parent):
+                parent.insert(int(last), value)
+            else:
+                raise PatchError(f"add operation does not apply: index out of range: {op['path']}")
+        else:
+            raise PatchError(f"add operation does not apply: doc is missing path: {op['path']}")
+    return result
