@@ -280,7 +280,9 @@ def _mutate(
         }
         for c in conflicts:
             warnings.append(f"config {cfg.name!r}: the pod already has {c}; kept the pod's own")
-        msg = "injected" + (f"; kept the pod's own {', '.join(conflicts)}" if conflicts else "")
+        msg = ("requested by the pod's annotation" if req else "injected by default") + (
+            f"; kept the pod's own {', '.join(conflicts)}" if conflicts else ""
+        )
         decisions.append(ConfigDecision(cfg.name, INJECTED, msg, req, tuple(conflicts)))
         injected.append(cfg.name)
 
