@@ -1,0 +1,245 @@
+"""``certs --apply``: fill or renew the webhook's TLS Secret and caBundle in a cluster.
+
+The in-cluster job ingress-nginx users know from its certgen, made idempotent and renewing:
+read the Secret and the MutatingWebhookConfiguration, ask :func:`rotation.plan` what they
+should hold, and write only what differs. A second run with nothing to renew writes nothing.
+
+Order matters during a CA change: the caBundle (old and new CA) is written BEFORE the Secret
+holding the certificate signed by the new CA, so the apiserver trusts the new certificate
+before any pod can serve it.
+
+Both writes are strategic-merge patches that carry the ``resourceVersion`` just read: if
+another run (the Job and the CronJob at once) changed the object in between, the apiserver
+answers 409 Conflict and the whole read-plan-write cycle starts again with the new state.
+The objects are read and patched as plain JSON, never round-tripped through the client's
+models, which would drop fields the client does not know.
+
+This module imports the ``kubernetes`` client; only the CLI imports it, lazily, so the core
+and the server never need the client.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.exceptions import ApiException
+
+from sidecar_injector import rotation
+from sidecar_injector.core.errors import InjectorError
+
+__all__ = ["BootstrapError", "Result", "apply", "load_client"]
+
+log = logging.getLogger(__name__)
+
+_STRATEGIC = "application/strategic-merge-patch+json"
+_FIELD_MANAGER = "sidecar-injector-certs"
+_ATTEMPTS = 5
+
+
+class BootstrapError(InjectorError):
+    """The cluster objects cannot be read or written (missing, forbidden, malformed)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    secret_updated: bool
+    bundle_updated: bool
+    plan: rotation.Plan
+
+
+def load_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    """An API client: from ``kubeconfig`` if given, else in-cluster, else the default kubeconfig."""
+    config = kubernetes.client.Configuration()
+    try:
+        if kubeconfig:
+            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)  # type: ignore[no-untyped-call]
+        else:
+            try:
+                kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+    except (kubernetes.config.ConfigException, OSError) as e:
+        raise BootstrapError(f"cannot configure a Kubernetes client: {e}") from None
+    return kubernetes.client.ApiClient(config)
+
+
+def _describe(e: ApiException) -> str:
+    try:
+        message = json.loads(e.body or "{}").get("message") or e.reason
+    except (ValueError, AttributeError):
+        message = e.reason
+    return f"HTTP {e.status}: {message}"
+
+
+def _json(response: Any) -> dict[str, Any]:
+    data = json.loads(response.data)
+    if not isinstance(data, dict):
+        raise BootstrapError("the API server answered with something other than an object")
+    return data
+
+
+def _b64decode(value: Any, what: str) -> bytes:
+    if not value:
+        return b""
+    try:
+        return base64.b64decode(value, validate=True)
+    except (ValueError, TypeError):
+        raise BootstrapError(f"{what} is not base64") from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class _Conflict(Exception):
+    """Someone else changed the object between our read and our write: start again."""
+
+
+def apply(
+    client: kubernetes.client.ApiClient,
+    *,
+    namespace: str,
+    service: str,
+    secret: str,
+    webhook_config: str,
+    dns_names: Sequence[str],
+    ip_addresses: Sequence[str] = (),
+    ca_days: int,
+    cert_days: int,
+) -> Result:
+    """Make the Secret and the webhook configuration's caBundle valid; return what changed."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return _apply_once(
+                client,
+                namespace=namespace,
+                service=service,
+                secret=secret,
+                webhook_config=webhook_config,
+                dns_names=dns_names,
+                ip_addresses=ip_addresses,
+                ca_days=ca_days,
+                cert_days=cert_days,
+            )
+        except _Conflict as e:
+            log.info("conflict (%s), retrying (attempt %d of %d)", e, attempt, _ATTEMPTS)
+    raise BootstrapError(f"gave up after {_ATTEMPTS} conflicting updates; is another job fighting this one?")
+
+
+def _apply_once(
+    client: kubernetes.client.ApiClient,
+    *,
+    namespace: str,
+    service: str,
+    secret: str,
+    webhook_config: str,
+    dns_names: Sequence[str],
+    ip_addresses: Sequence[str],
+    ca_days: int,
+    cert_days: int,
+) -> Result:
+    core = kubernetes.client.CoreV1Api(client)
+    admission = kubernetes.client.AdmissionregistrationV1Api(client)
+    secret_ref = f"Secret {namespace}/{secret}"
+    webhook_ref = f"MutatingWebhookConfiguration {webhook_config}"
+
+    try:
+        secret_obj = _json(core.read_namespaced_secret(secret, namespace, _preload_content=False))
+    except ApiException as e:
+        if e.status == 404:
+            raise BootstrapError(
+                f"{secret_ref} does not exist; apply the manifests first (they create it empty, "
+                "so this job needs no right to create Secrets)"
+            ) from None
+        raise BootstrapError(f"cannot read {secret_ref}: {_describe(e)}") from None
+    try:
+        webhook_obj = _json(
+            admission.read_mutating_webhook_configuration(webhook_config, _preload_content=False)
+        )
+    except ApiException as e:
+        if e.status == 404:
+            raise BootstrapError(f"{webhook_ref} does not exist; apply the manifests first") from None
+        raise BootstrapError(f"cannot read {webhook_ref}: {_describe(e)}") from None
+
+    if secret_obj.get("type") != "kubernetes.io/tls":
+        raise BootstrapError(
+            f"{secret_ref} has type {secret_obj.get('type')!r}, expected 'kubernetes.io/tls' "
+            "(the type cannot be changed: delete the Secret and apply the manifests again)"
+        )
+    raw = secret_obj.get("data") or {}
+    current = {k: _b64decode(raw.get(k), f"{secret_ref} key {k}") for k in rotation.SECRET_KEYS}
+    webhooks = webhook_obj.get("webhooks") or []
+    if not webhooks:
+        raise BootstrapError(f"{webhook_ref} has no webhooks to give a caBundle")
+    bundles = [
+        _b64decode((w.get("clientConfig") or {}).get("caBundle"), f"{webhook_ref} caBundle") for w in webhooks
+    ]
+
+    the_plan = rotation.plan(
+        current,
+        bundles,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+        ca_common_name=f"{service}.{namespace} webhook CA",
+        ca_days=ca_days,
+        cert_days=cert_days,
+    )
+    for reason in the_plan.reasons:
+        log.info("%s", reason)
+
+    # First the bundle, then the Secret: see the module docstring.
+    bundle_updated = any(b != the_plan.ca_bundle for b in bundles)
+    if bundle_updated:
+        body = {
+            "metadata": {"resourceVersion": webhook_obj["metadata"]["resourceVersion"]},
+            # webhooks merge by name in a strategic-merge patch: only caBundle changes.
+            "webhooks": [
+                {"name": w["name"], "clientConfig": {"caBundle": _b64(the_plan.ca_bundle)}} for w in webhooks
+            ],
+        }
+        try:
+            admission.patch_mutating_webhook_configuration(
+                webhook_config,
+                body,
+                field_manager=_FIELD_MANAGER,
+                _content_type=_STRATEGIC,
+                _preload_content=False,
+            )
+        except ApiException as e:
+            if e.status == 409:
+                raise _Conflict(webhook_ref) from None
+            raise BootstrapError(f"cannot update the caBundle of {webhook_ref}: {_describe(e)}") from None
+        log.info("updated the caBundle of %s (%d CA certificate(s))", webhook_ref, _count(the_plan.ca_bundle))
+
+    secret_updated = any(current[k] != the_plan.secret_data[k] for k in rotation.SECRET_KEYS)
+    if secret_updated:
+        body = {
+            "metadata": {"resourceVersion": secret_obj["metadata"]["resourceVersion"]},
+            "data": {k: _b64(v) for k, v in the_plan.secret_data.items()},
+        }
+        try:
+            core.patch_namespaced_secret(
+                secret,
+                namespace,
+                body,
+                field_manager=_FIELD_MANAGER,
+                _content_type=_STRATEGIC,
+                _preload_content=False,
+            )
+        except ApiException as e:
+            if e.status == 409:
+                raise _Conflict(secret_ref) from None
+            raise BootstrapError(f"cannot update {secret_ref}: {_describe(e)}") from None
+        log.info("updated %s", secret_ref)
+    return Result(secret_updated=secret_updated, bundle_updated=bundle_updated, plan=the_plan)
+
+
+def _count(bundle: bytes) -> int:
+    return bundle.count(b"-----BEGIN CERTIFICATE-----")
