@@ -241,7 +241,12 @@ def tls_secret(opts: ManifestOptions) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(opts, _names(opts)["secret"], "webhook"),
+        "metadata": {
+            **_meta(opts, _names(opts)["secret"], "webhook"),
+            # Flux applies server-side and would blank the Job's values on every reconcile;
+            # this tells it to create the Secret once and then leave it alone.
+            "annotations": {"kustomize.toolkit.fluxcd.io/ssa": "IfNotPresent"},
+        },
         "type": "kubernetes.io/tls",
         "data": {"tls.crt": "", "tls.key": ""},
     }
@@ -365,6 +370,21 @@ def cert_jobs(opts: ManifestOptions) -> list[Manifest]:
             },
         },
     ]
+
+
+def cert_network_policy(opts: ManifestOptions) -> Manifest:
+    # The Job's pods take no traffic at all. Egress stays open: they must reach the API server,
+    # whose address and port differ from cluster to cluster.
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(opts, _names(opts)["certs"], "certs"),
+        "spec": {
+            "podSelector": {"matchLabels": _selector(opts, "certs")},
+            "policyTypes": ["Ingress"],
+            "ingress": [],
+        },
+    }
 
 
 def cert_manager_resources(opts: ManifestOptions) -> list[Manifest]:
@@ -650,5 +670,5 @@ def render(opts: ManifestOptions) -> list[Manifest]:
         webhook_configuration(opts),
     ]
     if not opts.cert_manager:
-        objects += cert_jobs(opts)
+        objects += [cert_network_policy(opts), *cert_jobs(opts)]
     return objects
