@@ -113,9 +113,9 @@ def _build_k8s(name: str, work: Path, out: Path, env: dict[str, str]) -> None:
     mod.mkdir(parents=True, exist_ok=True)
     (mod / "main.go").write_text(
         "package main\n\n"
-        "import (\n\t\"os\"\n\n"
-        "\t\"k8s.io/component-base/cli\"\n"
-        f"\t\"{pkg}\"\n)\n\n"
+        'import (\n\t"os"\n\n'
+        '\t"k8s.io/component-base/cli"\n'
+        f'\t"{pkg}"\n)\n\n'
         f"func main() {{\n\tos.Exit(cli.Run({ctor}))\n}}\n"
     )
     sv = _staging_version()
@@ -139,12 +139,10 @@ def _build_etcd(work: Path, out: Path, env: dict[str, str]) -> None:
     mod.mkdir(parents=True, exist_ok=True)
     (mod / "main.go").write_text(
         "package main\n\n"
-        "import (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\n"
+        'import (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
         "func main() {\n\tetcdmain.Main(os.Args)\n}\n"
     )
-    (mod / "go.mod").write_text(
-        f"module local/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n"
-    )
+    (mod / "go.mod").write_text(f"module local/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n")
     _run(["go", "mod", "tidy"], mod, env)
     _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], mod, env)
 

@@ -51,8 +51,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def _unavailable(reason: str) -> None:
     if IN_CI:
-        pytest.fail(f"e2e prerequisites missing in CI (a skip would hide the e2e suite): {reason}",
-                    pytrace=False)
+        pytest.fail(f"e2e prerequisites missing in CI (a skip would hide the e2e suite): {reason}", pytrace=False)
     pytest.skip(f"e2e: {reason}")
 
 
@@ -110,9 +109,7 @@ def webhook_ca() -> tuple[bytes, bytes]:
 
 
 @pytest.fixture
-def injector(
-    tmp_path: Path, webhook_ca: tuple[bytes, bytes]
-) -> Iterator[Callable[..., InjectorServer]]:
+def injector(tmp_path: Path, webhook_ca: tuple[bytes, bytes]) -> Iterator[Callable[..., InjectorServer]]:
     """Factory: ``injector("article.yaml")`` starts ``sidecar-injector serve`` on that config
     (a file under tests/e2e/data, or any path) and stops it after the test."""
     servers: list[InjectorServer] = []

@@ -120,15 +120,15 @@ class ControlPlane:
         # The ClusterIP of the `kubernetes` Service is the first address of the range; in-cluster
         # clients would dial it, so it is a SAN too, like kubeadm's.
         crt, key = pki.make_leaf(
-            ca_cert, ca_key, "kube-apiserver",
+            ca_cert,
+            ca_key,
+            "kube-apiserver",
             dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
             ip_addresses=["127.0.0.1", "10.0.0.1"],
         )
         (d / "apiserver.crt").write_bytes(crt)
         (d / "apiserver.key").write_bytes(key)
-        crt, key = pki.make_leaf(
-            ca_cert, ca_key, "admin", organizations=["system:masters"], server=False, client=True
-        )
+        crt, key = pki.make_leaf(ca_cert, ca_key, "admin", organizations=["system:masters"], server=False, client=True)
         self.client_cert_file.write_bytes(crt)
         self.client_key_file.write_bytes(key)
         pub, priv = pki.make_rsa_key_pair()
@@ -140,12 +140,19 @@ class ControlPlane:
                     "apiVersion": "v1",
                     "kind": "Config",
                     "clusters": [
-                        {"name": "e2e", "cluster": {"server": self.server,
-                                                    "certificate-authority": str(self.ca_file)}}
+                        {
+                            "name": "e2e",
+                            "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
+                        }
                     ],
                     "users": [
-                        {"name": "admin", "user": {"client-certificate": str(self.client_cert_file),
-                                                   "client-key": str(self.client_key_file)}}
+                        {
+                            "name": "admin",
+                            "user": {
+                                "client-certificate": str(self.client_cert_file),
+                                "client-key": str(self.client_key_file),
+                            },
+                        }
                     ],
                     "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
                     "current-context": "e2e",
@@ -217,8 +224,12 @@ class ControlPlane:
         with log.open("wb") as out:
             # A session of its own, so that stop() can kill the whole process group.
             popen = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.workdir,
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.workdir,
             )
         self._procs.append(_Proc(name, popen, log))
 
@@ -235,8 +246,7 @@ class ControlPlane:
                 return
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
-                    f"{name} not ready after {timeout:.0f}s; log: {proc.log}\n"
-                    f"--- last lines ---\n{tail(proc.log)}"
+                    f"{name} not ready after {timeout:.0f}s; log: {proc.log}\n--- last lines ---\n{tail(proc.log)}"
                 )
             time.sleep(0.2)
 
@@ -300,9 +310,7 @@ class ControlPlane:
         """Raise if a control-plane process died (so a test fails with the right log)."""
         for p in self._procs:
             if p.popen.poll() is not None:
-                raise ControlPlaneError(
-                    f"{p.name} died with code {p.popen.returncode}; log: {p.log}\n{tail(p.log)}"
-                )
+                raise ControlPlaneError(f"{p.name} died with code {p.popen.returncode}; log: {p.log}\n{tail(p.log)}")
 
     def stop(self, keep_logs: bool = False) -> None:
         """Kill every process group (TERM, then KILL) and remove the working directory. With
@@ -340,8 +348,7 @@ class ControlPlane:
         cfg.connection_pool_maxsize = pool_size
         return kubernetes.client.ApiClient(cfg)
 
-    def wait_for_service_account(self, namespace: str, name: str = "default",
-                                 timeout: float = START_TIMEOUT) -> None:
+    def wait_for_service_account(self, namespace: str, name: str = "default", timeout: float = START_TIMEOUT) -> None:
         with self.api_client() as client:
             core = kubernetes.client.CoreV1Api(client)
             deadline = time.monotonic() + timeout
@@ -365,8 +372,7 @@ class ControlPlane:
         """Create a namespace and wait until pods can be created in it."""
         with self.api_client() as client:
             kubernetes.client.CoreV1Api(client).create_namespace(
-                {"apiVersion": "v1", "kind": "Namespace",
-                 "metadata": {"name": name, "labels": labels or {}}}
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
             )
         self.wait_for_service_account(name)
 

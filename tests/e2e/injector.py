@@ -74,8 +74,10 @@ def write_secret_dir(directory: Path, files: dict[str, bytes]) -> None:
 def served_certificate(port: int, ca_file: Path) -> bytes:
     """DER of the certificate a NEW TLS connection to 127.0.0.1:port gets (verified by the CA)."""
     ctx = ssl.create_default_context(cafile=str(ca_file))
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return der
@@ -101,28 +103,44 @@ class InjectorServer:
     def command(self) -> list[str]:
         # The interpreter running pytest, so the server is the checkout under test.
         return [
-            sys.executable, "-m", "sidecar_injector", "serve",
-            "--config", str(self.config),
-            "--tls-cert", str(self.cert_dir / "tls.crt"),
-            "--tls-key", str(self.cert_dir / "tls.key"),
-            "--port", str(self.port), "--host", "127.0.0.1",
-            "--metrics-port", str(self.metrics_port),
-            "--reload-interval", "1",
+            sys.executable,
+            "-m",
+            "sidecar_injector",
+            "serve",
+            "--config",
+            str(self.config),
+            "--tls-cert",
+            str(self.cert_dir / "tls.crt"),
+            "--tls-key",
+            str(self.cert_dir / "tls.key"),
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--reload-interval",
+            "1",
+            # No endpoints to drop out of here: a stopped server should be gone at once.
+            "--drain-delay",
+            "0",
         ]
 
     def start(self) -> InjectorServer:
         assert self._proc is None
         with self.log.open("ab") as out:
             self._proc = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while not self._ready():
             if self._proc.poll() is not None:
                 raise RuntimeError(
-                    f"sidecar-injector serve exited with {self._proc.returncode}; log {self.log}:\n"
-                    f"{tail(self.log)}"
+                    f"sidecar-injector serve exited with {self._proc.returncode}; log {self.log}:\n{tail(self.log)}"
                 )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"sidecar-injector serve not ready in {START_TIMEOUT:.0f}s; log {self.log}")

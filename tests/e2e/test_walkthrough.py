@@ -59,9 +59,7 @@ def wait_for_pods(api: Any, namespace: str, selector: str, count: int, timeout: 
 
 
 @pytest.mark.parametrize("config", ["article.yaml", "native.yaml"])
-def test_article_deployment_gets_label_and_sidecar(
-    config: str, injector: Any, register_webhook: Any, api: Any
-) -> None:
+def test_article_deployment_gets_label_and_sidecar(config: str, injector: Any, register_webhook: Any, api: Any) -> None:
     server = injector(config)
     hook = register_webhook(server)
     ns = hook.namespace("walkthrough")

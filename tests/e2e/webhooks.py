@@ -73,8 +73,11 @@ def webhook_configuration(
                 "namespaceSelector": {
                     "matchLabels": {ENABLE_LABEL: "enabled", HOOK_LABEL: hook_id},
                     "matchExpressions": [
-                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-                         "values": EXCLUDED_NAMESPACES},
+                        {
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "NotIn",
+                            "values": EXCLUDED_NAMESPACES,
+                        },
                     ],
                 },
                 "objectSelector": {
@@ -104,8 +107,9 @@ def pod(name: str, **extra_metadata: Any) -> dict[str, Any]:
     }
 
 
-def create_pod(client: kubernetes.client.ApiClient, namespace: str, body: dict[str, Any],
-               *, dry_run: bool = False) -> dict[str, Any]:
+def create_pod(
+    client: kubernetes.client.ApiClient, namespace: str, body: dict[str, Any], *, dry_run: bool = False
+) -> dict[str, Any]:
     """Create a pod and return what the apiserver stored (or, dry run, would store), as raw JSON:
     the client's typed models would drop fields they do not know."""
     core = kubernetes.client.CoreV1Api(client)
@@ -204,8 +208,12 @@ def register(
     hook_id = f"hook{next(_counter)}"
     name = name or f"sidecar-injector-{hook_id}"
     body = webhook_configuration(
-        name, url, ca_bundle, hook_id=hook_id,
-        failure_policy=failure_policy, reinvocation_policy=reinvocation_policy,
+        name,
+        url,
+        ca_bundle,
+        hook_id=hook_id,
+        failure_policy=failure_policy,
+        reinvocation_policy=reinvocation_policy,
     )
     with control_plane.api_client() as client:
         kubernetes.client.AdmissionregistrationV1Api(client).create_mutating_webhook_configuration(body)
