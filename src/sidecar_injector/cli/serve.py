@@ -1,0 +1,105 @@
+"""``sidecar-injector serve``: run the HTTPS admission webhook."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from sidecar_injector.configload import BUILTIN_EXAMPLE
+from sidecar_injector.core.errors import InjectorError
+
+
+class UsageError(InjectorError):
+    """Flags that do not go together."""
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTPS admission webhook",
+        description=(
+            "Serve POST /mutate over HTTPS for kube-apiserver, /healthz and /readyz on both ports, "
+            "and /metrics on the plain-HTTP metrics port. With no --config, the built-in example "
+            "config is used; with no --tls-cert/--tls-key, a self-signed certificate is made at "
+            "start and the path of its CA bundle printed."
+        ),
+    )
+    p.add_argument("--config", metavar="PATH",
+                   help="SidecarConfig YAML file or directory (reloaded on change)")
+    p.add_argument("--tls-cert", metavar="FILE", help="serving certificate chain, PEM (reloaded on change)")
+    p.add_argument("--tls-key", metavar="FILE", help="private key of the serving certificate, PEM")
+    p.add_argument("--client-ca", metavar="FILE", help="require client certificates signed by this CA (mTLS)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8443, help="HTTPS webhook port (default: %(default)s)")
+    p.add_argument("--metrics-host", metavar="HOST", help="address of the metrics port (default: --host)")
+    p.add_argument("--metrics-port", type=int, default=8080,
+                   help="plain-HTTP port for /metrics, /healthz, /readyz (default: %(default)s)")
+    p.add_argument("--on-error", choices=("fail", "allow", "deny"), default="fail",
+                   help="when injection fails for a pod: fail = HTTP 500, the webhook's failurePolicy "
+                        "decides; allow = admit unchanged with a warning; deny = reject the pod "
+                        "(default: %(default)s)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                   help="info logs one line per admission (default: %(default)s)")
+    p.add_argument("--reload-interval", type=float, default=5.0, metavar="SECONDS",
+                   help="how often the config and certificate files are checked for changes "
+                        "(default: %(default)s)")
+    p.add_argument("--drain-delay", type=float, default=5.0, metavar="SECONDS",
+                   help="after SIGTERM, keep serving this long with /readyz failing (default: %(default)s)")
+    p.add_argument("--shutdown-timeout", type=float, default=15.0, metavar="SECONDS",
+                   help="then wait at most this long for requests in progress (default: %(default)s)")
+    p.add_argument("--idle-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="close keep-alive connections idle this long (default: %(default)s)")
+    p.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="close connections that take longer to send a request or TLS handshake "
+                        "(default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def _positive(value: float, flag: str, zero_ok: bool = False) -> None:
+    if value < 0 or (value == 0 and not zero_ok):
+        raise UsageError(f"{flag} must be {'zero or more' if zero_ok else 'more than zero'}, got {value}")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so that other subcommands do not pay for the server's imports.
+    from sidecar_injector.server import Options
+    from sidecar_injector.server import run as serve_forever
+    from sidecar_injector.server.http import Limits
+    from sidecar_injector.server.logs import JsonLog
+    from sidecar_injector.server.selfsigned import make_self_signed
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    for port, flag in ((args.port, "--port"), (args.metrics_port, "--metrics-port")):
+        if not 0 <= port <= 65535:
+            raise UsageError(f"{flag} must be a port number, got {port}")
+    _positive(args.reload_interval, "--reload-interval")
+    _positive(args.drain_delay, "--drain-delay", zero_ok=True)
+    _positive(args.shutdown_timeout, "--shutdown-timeout", zero_ok=True)
+    _positive(args.idle_timeout, "--idle-timeout")
+    _positive(args.request_timeout, "--request-timeout")
+
+    log = JsonLog(sys.stderr, args.log_level)
+    config = args.config or BUILTIN_EXAMPLE
+    if not args.config:
+        log.info("no --config given: serving the built-in example", config=str(BUILTIN_EXAMPLE))
+    cert, key = args.tls_cert, args.tls_key
+    if not cert:
+        extra = [args.host] if args.host not in ("0.0.0.0", "::", "") else []
+        made = make_self_signed(extra)
+        cert, key = str(made.cert), str(made.key)
+        log.info("no --tls-cert given: serving a self-signed certificate", ca_bundle=str(made.ca_bundle))
+        print(
+            f"sidecar-injector: self-signed certificate; CA bundle: {made.ca_bundle}\n"
+            f"  try: curl --cacert {made.ca_bundle} https://localhost:{args.port}/healthz",
+            file=sys.stderr, flush=True,
+        )
+    options = Options(
+        config=config, tls_cert=cert, tls_key=key, client_ca=args.client_ca, host=args.host,
+        port=args.port, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+        on_error=args.on_error, reload_interval=args.reload_interval, drain_delay=args.drain_delay,
+        shutdown_timeout=args.shutdown_timeout,
+        limits=Limits(idle_timeout=args.idle_timeout, request_timeout=args.request_timeout),
+    )
+    return serve_forever(options, log)

@@ -1,0 +1,151 @@
+"""The webhook's routes: ``/mutate`` on the TLS port, probes on both ports, ``/metrics``.
+
+``/mutate`` hands the body to :func:`sidecar_injector.core.admission.review`, the same call
+``sidecar-injector review`` makes, and only adds what HTTP needs: the Content-Type check,
+the mapping of :class:`InvalidReview` to 400, a metric and a log line per request.
+A 4xx answer is a ``metav1.Status`` JSON whose ``message`` is one line: client-go shows that
+message in the apiserver's error, and curl users read it as is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from sidecar_injector.core.admission import OnError, review
+from sidecar_injector.core.config import ConfigSet
+from sidecar_injector.core.errors import InvalidReview
+from sidecar_injector.server.http import Request, Response, text_response
+from sidecar_injector.server.logs import JsonLog
+from sidecar_injector.server.metrics import CONTENT_TYPE, Metrics
+
+__all__ = ["State", "WebhookApp", "status_body"]
+
+_STATUS_REASONS = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 500: "InternalError"}
+
+
+def status_body(code: int, message: str) -> bytes:
+    """A ``metav1.Status`` failure, as client-go decodes it from a non-2xx webhook answer."""
+    return orjson.dumps({
+        "apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code,
+        "reason": _STATUS_REASONS.get(code, "Unknown"), "message": message,
+    })
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    # "application/json", any case, parameters such as "; charset=utf-8" allowed.
+    return content_type is not None and content_type.split(b";", 1)[0].strip().lower() == b"application/json"
+
+
+@dataclass(slots=True)
+class State:
+    """What the routes read and the reloaders and shutdown write."""
+
+    configs: ConfigSet
+    draining: bool = False
+
+    @property
+    def ready(self) -> bool:
+        # Configs and the certificate are loaded before the listeners open, so readiness is
+        # only lost while shutting down.
+        return not self.draining
+
+
+_PROTOCOL_REASONS = {408: "request-timeout", 413: "body-too-large", 431: "headers-too-large"}
+_OK = text_response(200, "ok")
+_NOT_READY = text_response(503, "shutting down")
+_ALLOW_POST = ((b"Allow", b"POST"),)
+_ALLOW_GET = ((b"Allow", b"GET, HEAD"),)
+
+
+class WebhookApp:
+    def __init__(self, state: State, metrics: Metrics, log: JsonLog, on_error: OnError = "fail") -> None:
+        self.state = state
+        self.metrics = metrics
+        self.log = log
+        self.on_error = on_error
+
+    # routers, one per port
+
+    def webhook(self, request: Request) -> Response:
+        if request.path == b"/mutate":
+            return self.mutate(request)
+        return self._common(request)
+
+    def admin(self, request: Request) -> Response:
+        if request.path == b"/metrics":
+            if request.method not in (b"GET", b"HEAD"):
+                return text_response(405, "use GET", _ALLOW_GET)
+            return Response(200, self.metrics.render(), CONTENT_TYPE)
+        return self._common(request)
+
+    def _common(self, request: Request) -> Response:
+        path = request.path
+        if path not in (b"/healthz", b"/readyz"):
+            return text_response(404, f"no such path: {path.decode('latin-1')[:200]}")
+        if request.method not in (b"GET", b"HEAD"):
+            return text_response(405, "use GET", _ALLOW_GET)
+        if path == b"/readyz" and not self.state.ready:
+            return _NOT_READY
+        return _OK
+
+    # the admission endpoint
+
+    def mutate(self, request: Request) -> Response:
+        start = time.perf_counter()
+        if request.method != b"POST":
+            return Response(405, status_body(405, "use POST"), headers=_ALLOW_POST)
+        if not _is_json(request.content_type):
+            got = "none" if request.content_type is None else request.content_type.decode("latin-1")[:100]
+            return self._reject(start, "content-type", f"Content-Type must be application/json, got {got}")
+        try:
+            result = review(request.body, self.state.configs, on_error=self.on_error)
+        except InvalidReview as e:
+            return self._reject(start, "invalid-review", str(e))
+        except Exception as e:  # a bug in our code must cost one request, not the server
+            return self._error(start, e)
+        elapsed = time.perf_counter() - start
+        reason = result.reason if result.outcome == "skipped" else "injection-error"
+        self.metrics.admission(result.operation, result.outcome, reason, elapsed)
+        log = self.log
+        if log.enabled("info"):
+            fields = {
+                "uid": result.uid, "namespace": result.namespace, "pod": result.pod,
+                "operation": result.operation, "outcome": result.outcome,
+                "configs": result.injected, "status": result.status,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
+            if result.reason:
+                fields["reason"] = result.reason
+            if result.warnings:
+                fields["warnings"] = result.warnings
+            log.log("error" if result.outcome == "error" else "info", "admission", **fields)
+        elif result.outcome == "error":
+            log.error("admission", uid=result.uid, namespace=result.namespace, pod=result.pod,
+                      outcome=result.outcome, reason=result.reason, status=result.status)
+        return Response(result.status, result.body)
+
+    def protocol_rejected(self, status: int, message: str) -> None:
+        """Count and log a request the HTTP layer refused before any route saw it."""
+        reason = _PROTOCOL_REASONS.get(status, "malformed-http")
+        self.metrics.admission("", "rejected", reason, None)
+        self.log.info("request rejected", outcome="rejected", reason=reason, message=message, status=status)
+
+    def _reject(self, start: float, reason: str, message: str) -> Response:
+        # One line: the message may quote the client's input (a JSON error with its position).
+        message = " ".join(message.split())
+        elapsed = time.perf_counter() - start
+        self.metrics.admission("", "rejected", reason, elapsed)
+        self.log.info("admission rejected", outcome="rejected", reason=reason, message=message,
+                      status=400, duration_ms=round(elapsed * 1000, 3))
+        return Response(400, status_body(400, message))
+
+    def _error(self, start: float, exc: Exception) -> Response:
+        elapsed = time.perf_counter() - start
+        self.metrics.admission("", "error", "internal-error", elapsed)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        self.log.error("admission failed", outcome="error", reason="internal-error", message=message,
+                       status=500, duration_ms=round(elapsed * 1000, 3))
+        return Response(500, status_body(500, " ".join(message.split())))

@@ -1,0 +1,187 @@
+"""The server's life: load, listen on two ports, reload, drain on SIGTERM, exit 0.
+
+Shutdown follows what a Deployment behind a Service needs. On SIGTERM the pod is still an
+endpoint for a few seconds (kube-proxy and the apiserver learn of its removal late), so:
+
+1. ``/readyz`` turns 503 on both ports at once;
+2. for ``drain_delay`` seconds requests are still served, each answer now carrying
+   ``Connection: close`` so that clients move to other replicas;
+3. the webhook listener closes, idle connections close, and connections in the middle of
+   a request close after their answer;
+4. after at most ``shutdown_timeout`` more seconds the rest are closed and the process
+   exits with status 0, inside the default 30 s grace period.
+
+SIGINT (Ctrl-C) does the same without the drain delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sidecar_injector.core.admission import OnError
+from sidecar_injector.server.app import State, WebhookApp
+from sidecar_injector.server.http import Connections, HttpProtocol, Limits
+from sidecar_injector.server.logs import JsonLog
+from sidecar_injector.server.metrics import Metrics
+from sidecar_injector.server.reload import ConfigSource, Reloader
+from sidecar_injector.server.tls import ServingCert
+
+__all__ = ["Options", "Server", "new_event_loop", "run"]
+
+
+@dataclass(slots=True)
+class Options:
+    config: str | Path
+    tls_cert: str
+    tls_key: str
+    client_ca: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8443
+    metrics_host: str | None = None
+    """Defaults to ``host``."""
+    metrics_port: int = 8080
+    on_error: OnError = "fail"
+    reload_interval: float = 5.0
+    drain_delay: float = 5.0
+    shutdown_timeout: float = 15.0
+    limits: Limits = field(default_factory=Limits)
+    backlog: int = 1024
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (about 1.3x the request rate of asyncio's loop here), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+class Server:
+    """Both listeners and the reloader, on the running event loop."""
+
+    def __init__(self, options: Options, log: JsonLog) -> None:
+        self.options = options
+        self.log = log
+        self.metrics = Metrics()
+        self.source = ConfigSource(options.config)
+        # Load everything before listening: a server that listens is a server that is ready.
+        configs = self.source.load()
+        self.metrics.config_loaded(len(configs.configs))
+        self.cert = ServingCert(options.tls_cert, options.tls_key, options.client_ca)
+        self.metrics.cert_loaded(self.cert.not_after)
+        self.state = State(configs)
+        self.app = WebhookApp(self.state, self.metrics, log, options.on_error)
+        self.reloader = Reloader(self.state, self.source, self.cert, self.metrics, log,
+                                 options.reload_interval)
+        self.webhook_conns = Connections(self.app.protocol_rejected)
+        self.admin_conns = Connections()
+        self.port = 0
+        self.metrics_port = 0
+        self._servers: list[asyncio.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped: asyncio.Event | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        o = self.options
+        limits = o.limits
+        webhook = await loop.create_server(
+            lambda: HttpProtocol(self.app.webhook, self.webhook_conns, limits),
+            o.host, o.port, ssl=self.cert.listener, backlog=o.backlog,
+            ssl_handshake_timeout=limits.request_timeout,
+        )
+        admin = await loop.create_server(
+            lambda: HttpProtocol(self.app.admin, self.admin_conns, limits),
+            o.metrics_host or o.host, o.metrics_port, backlog=o.backlog,
+        )
+        self._servers = [webhook, admin]
+        self.port = webhook.sockets[0].getsockname()[1]
+        self.metrics_port = admin.sockets[0].getsockname()[1]
+        self._stopped = asyncio.Event()
+        self._tasks = [loop.create_task(self.reloader.run()), loop.create_task(self._sweep())]
+        self.metrics.ready.set(1)
+        self.log.info("listening", webhook=f"https://{o.host}:{self.port}/mutate",
+                      metrics=f"http://{o.metrics_host or o.host}:{self.metrics_port}/metrics",
+                      configs=[c.name for c in self.state.configs.configs], on_error=o.on_error,
+                      mtls=bool(o.client_ca))
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            self.webhook_conns.sweep(now)
+            self.admin_conns.sweep(now)
+
+    async def shutdown(self, drain_delay: float) -> None:
+        """Drain and stop (module docstring); safe to call more than once."""
+        if self.state.draining:
+            return
+        self.state.draining = True
+        self.metrics.ready.set(0)
+        self.log.info("shutting down", drain_delay=drain_delay, open_connections=len(self.webhook_conns.open))
+        self.webhook_conns.closing = True
+        await asyncio.sleep(drain_delay)
+        webhook, admin = self._servers
+        webhook.close()
+        self.webhook_conns.close_idle()
+        deadline = time.monotonic() + self.options.shutdown_timeout
+        while self.webhook_conns.open and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.webhook_conns.open):
+            conn.close()
+        admin.close()
+        self.admin_conns.close_idle()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.log.info("stopped")
+        assert self._stopped is not None
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    async def serve_until_signalled(self) -> None:
+        """Start, then run until SIGTERM (drain) or SIGINT (no drain delay) has been handled."""
+        loop = asyncio.get_running_loop()
+        await self.start()
+
+        def on_signal(delay: float) -> None:
+            if self._shutdown_task is None:
+                self._shutdown_task = loop.create_task(self.shutdown(delay))
+
+        loop.add_signal_handler(signal.SIGTERM, on_signal, self.options.drain_delay)
+        loop.add_signal_handler(signal.SIGINT, on_signal, 0.0)
+        try:
+            await self.wait_stopped()
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+
+def run(options: Options, log: JsonLog) -> int:
+    """Serve until signalled; the exit status (0 after a clean shutdown)."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        server = Server(options, log)
+        log.attach(loop)
+        loop.run_until_complete(server.serve_until_signalled())
+    finally:
+        log.attach(None)
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        asyncio.set_event_loop(None)
+    return 0
