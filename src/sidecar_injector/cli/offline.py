@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import difflib
 import sys
 from pathlib import Path

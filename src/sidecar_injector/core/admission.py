@@ -151,7 +151,8 @@ def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> Re
     except InjectionError as e:
         return _failed(api_version, uid, namespace, pod, operation, str(e), on_error)
     except Exception as e:  # a bug must not take the server down; the failure mode decides
-        return _failed(api_version, uid, namespace, pod, operation, f"internal error: {type(e).__name__}: {e}", on_error)
+        reason = f"internal error: {type(e).__name__}: {e}"
+        return _failed(api_version, uid, namespace, pod, operation, reason, on_error)
     return _answer(api_version, uid, namespace, pod, operation, result)
 
 

@@ -71,6 +71,9 @@ class SidecarConfig:
     volume_mounts: Fragment
     env: Fragment
     image_pull_secrets: Fragment
+    selector_text: str = ""
+    """The selector in kubectl's syntax, for messages (computed once)."""
+    namespaces_text: str = ""
 
     @property
     def has_templates(self) -> bool:
@@ -249,6 +252,8 @@ def parse_config(doc: Any, source: str, *, validate_pod: PodValidator | None = N
         volume_mounts=Fragment(volume_mounts, at("volumeMounts")),
         env=Fragment(env, at("env")),
         image_pull_secrets=Fragment(pull_secrets, at("imagePullSecrets")),
+        selector_text=selector.describe() if selector else "",
+        namespaces_text=", ".join(sorted(namespaces)),
     )
 
 

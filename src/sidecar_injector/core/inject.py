@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -38,9 +38,12 @@ MIRROR_POD = "mirror-pod"
 NOTHING_TO_INJECT = "nothing-to-inject"
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigDecision:
-    """What happened to one config for one pod, and why."""
+class ConfigDecision(NamedTuple):
+    """What happened to one config for one pod, and why.
+
+    A NamedTuple rather than a frozen dataclass: one is made per loaded config per request,
+    and tuple construction is several times cheaper.
+    """
 
     config: str
     reason: str
@@ -66,6 +69,11 @@ class InjectionResult:
     skip_reason: str = ""
     """Why nothing was injected (empty when something was)."""
     injected: tuple[str, ...] = field(default=())
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping, else an empty one: pods from users may be malformed."""
+    return value if isinstance(value, dict) else {}
 
 
 def _csv(value: Any) -> list[str]:
@@ -98,12 +106,9 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
     """
     if not isinstance(pod, dict):
         raise InputError("the object is not a mapping")
-    meta = pod.get("metadata")
-    meta = meta if isinstance(meta, dict) else {}
-    annotations = meta.get("annotations")
-    annotations = annotations if isinstance(annotations, dict) else {}
-    labels = meta.get("labels")
-    labels = labels if isinstance(labels, dict) else {}
+    meta = as_dict(pod.get("metadata"))
+    annotations = as_dict(meta.get("annotations"))
+    labels = as_dict(meta.get("labels"))
 
     if MIRROR_ANNOTATION in annotations:
         return _skip(pod, configs, MIRROR_POD, "mirror pods (static pods) are managed by the kubelet")
@@ -147,11 +152,10 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
             warnings.append(f"config {name!r} is both requested and excluded; excluded wins")
         else:
             candidates.append((cfg, True))
+    not_requested = f"not injected by default and not named in {configs.inject_key}"
     for c in configs.configs:
         if c.name not in seen:
-            decisions.append(
-                ConfigDecision(c.name, NOT_REQUESTED, f"not injected by default and not named in {configs.inject_key}")
-            )
+            decisions.append(ConfigDecision(c.name, NOT_REQUESTED, not_requested))
     for name in sorted(excluded - set(configs.by_name)):
         warnings.append(f"config {name!r} named in {configs.exclude_key} does not exist")
 
@@ -161,13 +165,13 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
             decisions.append(ConfigDecision(c.name, ALREADY_INJECTED, "already injected (status annotation)", req))
             continue
         if c.namespaces and namespace not in c.namespaces:
-            msg = f"namespace {namespace!r} is not among the config's namespaces ({', '.join(sorted(c.namespaces))})"
+            msg = f"namespace {namespace!r} is not among the config's namespaces ({c.namespaces_text})"
             decisions.append(ConfigDecision(c.name, NAMESPACE_NOT_ALLOWED, msg, req))
             if req:
                 warnings.append(f"requested config {c.name!r} not injected: {msg}")
             continue
         if c.selector is not None and not c.selector.matches(labels):
-            msg = f"the pod's labels do not match the config's selector {c.selector.describe()}"
+            msg = f"the pod's labels do not match the config's selector {c.selector_text}"
             decisions.append(ConfigDecision(c.name, SELECTOR_MISMATCH, msg, req))
             if req:
                 warnings.append(f"requested config {c.name!r} not injected: {msg}")
@@ -175,7 +179,8 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
         selected.append((c, req))
 
     if not selected:
-        reason = ALREADY_INJECTED if already and any(d.reason == ALREADY_INJECTED for d in decisions) else NOTHING_TO_INJECT
+        done = any(d.reason == ALREADY_INJECTED for d in decisions)
+        reason = ALREADY_INJECTED if done else NOTHING_TO_INJECT
         return InjectionResult(pod, [], _ordered(decisions, configs), tuple(warnings), reason)
 
     spec = pod.get("spec")
@@ -211,9 +216,9 @@ def _mutate(
     already: list[str],
     previous_hash: str | None,
 ) -> InjectionResult:
-    meta = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
-    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
-    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    meta = as_dict(pod.get("metadata"))
+    labels = as_dict(meta.get("labels"))
+    annotations = as_dict(meta.get("annotations"))
     spec: dict[str, Any] = pod["spec"]
     app_containers: list[Any] = spec["containers"]
 

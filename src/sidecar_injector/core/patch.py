@@ -36,10 +36,22 @@ def is_empty(value: Any) -> bool:
     return value is None or ((isinstance(value, (list, dict, str))) and len(value) == 0)
 
 
+# Pod fields that are Go maps: encoded with omitempty, so an empty one is absent. Empty
+# objects elsewhere are structs (``emptyDir: {}``), which Go's encoder keeps.
+_MAP_FIELDS = frozenset({"labels", "annotations", "nodeSelector", "limits", "requests", "overhead", "matchLabels"})
+
+
 def strip_empty(value: Any) -> Any:
-    """The object as the apiserver serialises it before patching: empty lists/maps absent."""
+    """The object as the apiserver serialises it before patching.
+
+    Empty lists, empty maps (see ``_MAP_FIELDS``) and nulls are absent; empty structs stay.
+    """
     if isinstance(value, dict):
-        return {k: strip_empty(v) for k, v in value.items() if not is_empty(v) or isinstance(v, str)}
+        return {
+            k: strip_empty(v)
+            for k, v in value.items()
+            if not (v is None or (isinstance(v, list) and not v) or (k in _MAP_FIELDS and v == {}))
+        }
     if isinstance(value, list):
         return [strip_empty(v) for v in value]
     return value
@@ -80,7 +92,7 @@ class PatchBuilder:
         node: Any = self.root
         for token in path:
             if isinstance(node, dict):
-                node = node.get(token)  # type: ignore[arg-type]
+                node = node.get(token)
             elif isinstance(node, list) and isinstance(token, int) and token < len(node):
                 node = node[token]
             else:

@@ -35,9 +35,13 @@ class LabelSelector:
     requirements: tuple[Requirement, ...]
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(r.matches(labels) for r in self.requirements)
+        for r in self.requirements:
+            if not r.matches(labels):
+                return False
+        return True
 
     def describe(self) -> str:
+        """kubectl's selector syntax, e.g. ``app=web,tier in (a,b),!legacy``."""
         parts = []
         for r in self.requirements:
             if r.operator == "Exists":

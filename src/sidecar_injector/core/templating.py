@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import jinja2
+import orjson
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sidecar_injector.core.errors import ConfigError, InjectionError
@@ -38,6 +39,18 @@ class Template:
             raise InjectionError(f"template {self.where} failed to render: {type(e).__name__}: {e}") from e
 
 
+class _Static:
+    """A subtree without templates, kept as JSON bytes: decoding them is the fastest copy."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, value: Any) -> None:
+        self.data = orjson.dumps(value)
+
+    def copy(self) -> Any:
+        return orjson.loads(self.data)
+
+
 class Fragment:
     """A config value tree with its template strings compiled.
 
@@ -48,11 +61,14 @@ class Fragment:
 
     def __init__(self, value: Any, where: str) -> None:
         self.static = value
-        self._tree = _compile(value, where)
-        self.has_templates = _contains_template(self._tree)
+        tree = _compile(value, where)
+        self.has_templates = _contains_template(tree)
+        self._tree = _freeze(tree)
 
     def render(self, context: dict[str, Any] | None) -> Any:
         if not self.has_templates or context is None:
+            if isinstance(self._tree, _Static):
+                return self._tree.copy()
             return clone(self.static)
         return _render(self._tree, context)
 
@@ -81,7 +97,20 @@ def _contains_template(tree: Any) -> bool:
     return False
 
 
+def _freeze(tree: Any) -> Any:
+    """Replace every template-free dict or list subtree by a :class:`_Static`."""
+    if not _contains_template(tree):
+        return _Static(tree) if isinstance(tree, (dict, list)) else tree
+    if isinstance(tree, dict):
+        return {k: _freeze(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_freeze(v) for v in tree]
+    return tree
+
+
 def _render(tree: Any, context: dict[str, Any]) -> Any:
+    if isinstance(tree, _Static):
+        return tree.copy()
     if isinstance(tree, Template):
         return tree.render(context)
     if isinstance(tree, dict):

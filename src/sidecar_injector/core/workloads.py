@@ -13,7 +13,7 @@ from typing import Any
 
 from sidecar_injector.core.config import ConfigSet
 from sidecar_injector.core.errors import InputError
-from sidecar_injector.core.inject import InjectionResult, inject
+from sidecar_injector.core.inject import InjectionResult, as_dict, inject
 
 #: Where each kind keeps the pod (template) to inject.
 POD_PATHS: dict[str, tuple[str, ...]] = {
@@ -68,12 +68,14 @@ def inject_object(
             item = check_object(item, f"{source}, items[{i}]")
             new_item, sub = inject_object(item, configs, namespace=namespace, source=f"{source}, items[{i}]")
             new_items.append(new_item)
-            found.extend(PodInjection(p.kind, p.name, p.namespace, ("items", i, *p.path), p.before, p.result) for p in sub)
+            found.extend(
+                PodInjection(p.kind, p.name, p.namespace, ("items", i, *p.path), p.before, p.result) for p in sub
+            )
         return ({**doc, "items": new_items} if found else doc), found
     path = POD_PATHS.get(kind)
     if path is None:
         return doc, []
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    meta = as_dict(doc.get("metadata"))
     name = meta.get("name") or meta.get("generateName") or ""
     ns = meta.get("namespace") or namespace or "default"
     pod: Any = doc
