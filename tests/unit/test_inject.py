@@ -240,3 +240,13 @@ def test_cost_is_linear_not_quadratic_in_configs_loaded() -> None:
                 selector={"matchLabels": {"never": "matches"}}) for i in range(100)]
     r = inject(pod(), "ns", configs(*many, validate=False))
     assert len(r.decisions) == 100
+
+
+def test_a_label_added_by_one_config_can_select_the_next_and_stays_idempotent() -> None:
+    cs = configs(
+        cfg("a", injectByDefault=True, labels={"mesh": "on"}),
+        cfg("b", injectByDefault=True, selector={"matchLabels": {"mesh": "on"}}, containers=[SIDECAR]),
+    )
+    first = inject(pod(), "ns", cs)
+    assert first.injected == ("a", "b")
+    assert inject(first.pod, "ns", cs).patch == []

@@ -159,7 +159,11 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
     for name in sorted(excluded - set(configs.by_name)):
         warnings.append(f"config {name!r} named in {configs.exclude_key} does not exist")
 
-    selected: list[tuple[SidecarConfig, bool]] = []
+    # Each config is judged against the pod as the configs before it left it: a config may
+    # add a label another config's selector wants. Judging against the original labels only
+    # would inject the second config on the next invocation, breaking idempotence.
+    acc: _Injection | None = None
+    labels_now = labels
     for c, req in candidates:
         if c.name in already:
             decisions.append(ConfigDecision(c.name, ALREADY_INJECTED, "already injected (status annotation)", req))
@@ -170,23 +174,23 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
             if req:
                 warnings.append(f"requested config {c.name!r} not injected: {msg}")
             continue
-        if c.selector is not None and not c.selector.matches(labels):
+        if c.selector is not None and not c.selector.matches(labels_now):
             msg = f"the pod's labels do not match the config's selector {c.selector_text}"
             decisions.append(ConfigDecision(c.name, SELECTOR_MISMATCH, msg, req))
             if req:
                 warnings.append(f"requested config {c.name!r} not injected: {msg}")
             continue
-        selected.append((c, req))
+        if acc is None:
+            acc = _Injection(pod, namespace, configs, candidates, decisions, warnings)
+        acc.add(c, req)
+        if acc.add_labels:
+            labels_now = {**acc.add_labels, **labels}
 
-    if not selected:
+    if acc is None:
         done = any(d.reason == ALREADY_INJECTED for d in decisions)
         reason = ALREADY_INJECTED if done else NOTHING_TO_INJECT
         return InjectionResult(pod, [], _ordered(decisions, configs), tuple(warnings), reason)
-
-    spec = pod.get("spec")
-    if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
-        raise InputError("the pod has no spec.containers list")
-    return _mutate(pod, namespace, configs, selected, decisions, warnings, already, previous_hash)
+    return acc.finish(already, previous_hash)
 
 
 def _skip(pod: Pod, configs: ConfigSet, reason: str, message: str) -> InjectionResult:
@@ -206,112 +210,126 @@ def _names(items: Any) -> set[str]:
     return {i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)}
 
 
-def _mutate(
-    pod: Pod,
-    namespace: str,
-    configs: ConfigSet,
-    selected: list[tuple[SidecarConfig, bool]],
-    decisions: list[ConfigDecision],
-    warnings: list[str],
-    already: list[str],
-    previous_hash: str | None,
-) -> InjectionResult:
-    meta = as_dict(pod.get("metadata"))
-    labels = as_dict(meta.get("labels"))
-    annotations = as_dict(meta.get("annotations"))
-    spec: dict[str, Any] = pod["spec"]
-    app_containers: list[Any] = spec["containers"]
+class _Injection:
+    """Accumulates what the selected configs add, then builds the patch in one pass."""
 
-    context: dict[str, Any] | None = None
-    if any(c.has_templates for c, _ in selected):
-        context = {"pod": pod, "namespace": namespace, "labels": labels, "annotations": annotations}
+    def __init__(
+        self,
+        pod: Pod,
+        namespace: str,
+        configs: ConfigSet,
+        candidates: list[tuple[SidecarConfig, bool]],
+        decisions: list[ConfigDecision],
+        warnings: list[str],
+    ) -> None:
+        spec = pod.get("spec")
+        if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
+            raise InputError("the pod has no spec.containers list")
+        meta = as_dict(pod.get("metadata"))
+        self.pod = pod
+        self.configs = configs
+        self.spec: dict[str, Any] = spec
+        self.labels = as_dict(meta.get("labels"))
+        self.annotations = as_dict(meta.get("annotations"))
+        self.decisions = decisions
+        self.warnings = warnings
+        self.context: dict[str, Any] | None = None
+        if any(c.has_templates for c, _ in candidates):
+            # Templates see the pod as it came in (not what earlier configs added).
+            self.context = {"pod": pod, "namespace": namespace, "labels": self.labels, "annotations": self.annotations}
+        self.container_names = _names(spec["containers"]) | _names(spec.get("initContainers"))
+        self.volume_names = _names(spec.get("volumes"))
+        self.secret_names = _names(spec.get("imagePullSecrets"))
+        self.add_labels: dict[str, str] = {}
+        self.add_annotations: dict[str, str] = {}
+        self.new_inits: list[Any] = []
+        self.new_containers: list[Any] = []
+        self.new_volumes: list[Any] = []
+        self.new_secrets: list[Any] = []
+        self.mounts: list[Any] = []
+        self.env: list[Any] = []
+        self.rendered: dict[str, Any] = {}
+        self.injected: list[str] = []
 
-    container_names = _names(app_containers) | _names(spec.get("initContainers"))
-    volume_names = _names(spec.get("volumes"))
-    secret_names = _names(spec.get("imagePullSecrets"))
-    add_labels: dict[str, str] = {}
-    add_annotations: dict[str, str] = {}
-    new_inits: list[Any] = []
-    new_containers: list[Any] = []
-    new_volumes: list[Any] = []
-    new_secrets: list[Any] = []
-    mounts: list[Any] = []
-    env: list[Any] = []
-    rendered: dict[str, Any] = {}
-    injected: list[str] = []
-
-    for cfg, req in selected:
-        r_labels = cfg.labels.render(context)
-        r_annotations = cfg.annotations.render(context)
-        r_inits = cfg.init_containers.render(context)
-        r_containers = cfg.containers.render(context)
-        r_volumes = cfg.volumes.render(context)
-        r_mounts = cfg.volume_mounts.render(context)
-        r_env = cfg.env.render(context)
-        r_secrets = cfg.image_pull_secrets.render(context)
+    def add(self, cfg: SidecarConfig, requested: bool) -> None:
+        ctx = self.context
+        r_labels = cfg.labels.render(ctx)
+        r_annotations = cfg.annotations.render(ctx)
+        r_inits = cfg.init_containers.render(ctx)
+        r_containers = cfg.containers.render(ctx)
+        r_volumes = cfg.volumes.render(ctx)
+        r_mounts = cfg.volume_mounts.render(ctx)
+        r_env = cfg.env.render(ctx)
+        r_secrets = cfg.image_pull_secrets.render(ctx)
         conflicts: list[str] = []
         for k, v in r_labels.items():
-            if k not in labels and k not in add_labels:
-                add_labels[k] = v
+            if k not in self.labels and k not in self.add_labels:
+                self.add_labels[k] = v
+        own = self.configs.prefix + "/"
         for k, v in r_annotations.items():
-            if k not in annotations and k not in add_annotations and not k.startswith(configs.prefix + "/"):
-                add_annotations[k] = v
+            if k not in self.annotations and k not in self.add_annotations and not k.startswith(own):
+                self.add_annotations[k] = v
         for kind, items, target in (
-            ("init container", r_inits, new_inits),
-            ("container", r_containers, new_inits if cfg.native_sidecar else new_containers),
+            ("init container", r_inits, self.new_inits),
+            ("container", r_containers, self.new_inits if cfg.native_sidecar else self.new_containers),
         ):
             for item in items:
-                if item["name"] in container_names:
+                if item["name"] in self.container_names:
                     conflicts.append(f"{kind} {item['name']}")
                     continue
-                container_names.add(item["name"])
+                self.container_names.add(item["name"])
                 target.append(item)
         for vol in r_volumes:
-            if vol["name"] in volume_names:
+            if vol["name"] in self.volume_names:
                 conflicts.append(f"volume {vol['name']}")
                 continue
-            volume_names.add(vol["name"])
-            new_volumes.append(vol)
+            self.volume_names.add(vol["name"])
+            self.new_volumes.append(vol)
         for sec in r_secrets:
-            if sec["name"] not in secret_names:
-                secret_names.add(sec["name"])
-                new_secrets.append(sec)
-        mounts.extend(r_mounts)
-        env.extend(r_env)
-        rendered[cfg.name] = {
+            if sec["name"] not in self.secret_names:
+                self.secret_names.add(sec["name"])
+                self.new_secrets.append(sec)
+        self.mounts.extend(r_mounts)
+        self.env.extend(r_env)
+        self.rendered[cfg.name] = {
             "labels": r_labels, "annotations": r_annotations, "initContainers": r_inits,
             "containers": r_containers, "volumes": r_volumes, "volumeMounts": r_mounts,
             "env": r_env, "imagePullSecrets": r_secrets,
         }
         for c in conflicts:
-            warnings.append(f"config {cfg.name!r}: the pod already has {c}; kept the pod's own")
-        msg = ("requested by the pod's annotation" if req else "injected by default") + (
+            self.warnings.append(f"config {cfg.name!r}: the pod already has {c}; kept the pod's own")
+        msg = ("requested by the pod's annotation" if requested else "injected by default") + (
             f"; kept the pod's own {', '.join(conflicts)}" if conflicts else ""
         )
-        decisions.append(ConfigDecision(cfg.name, INJECTED, msg, req, tuple(conflicts)))
-        injected.append(cfg.name)
+        self.decisions.append(ConfigDecision(cfg.name, INJECTED, msg, requested, tuple(conflicts)))
+        self.injected.append(cfg.name)
 
-    b = PatchBuilder(pod)
-    if not isinstance(pod.get("metadata"), dict):
-        b.set_key((), "metadata", {})
-    if new_containers and DEFAULT_CONTAINER_ANNOTATION not in annotations:
-        first = app_containers[0] if app_containers else None
-        if isinstance(first, dict) and isinstance(first.get("name"), str):
-            add_annotations[DEFAULT_CONTAINER_ANNOTATION] = first["name"]
-    add_annotations[configs.status_key] = _status(already + injected, rendered, previous_hash)
-    b.merge_map(("metadata",), "labels", add_labels)
-    b.merge_map(("metadata",), "annotations", add_annotations)
-    # Injected init containers (each config's init containers, then its native sidecars) go
-    # before the pod's own, so the pod's init containers can rely on a native sidecar.
-    b.insert_items(("spec",), "initContainers", 0, new_inits)
-    b.insert_items(("spec",), "containers", -1, new_containers)
-    b.insert_items(("spec",), "volumes", -1, new_volumes)
-    b.insert_items(("spec",), "imagePullSecrets", -1, new_secrets)
-    if mounts or env:
-        for i, c in enumerate(app_containers):
-            if isinstance(c, dict):
-                _add_to_container(b, i, c, mounts, env)
-    return InjectionResult(b.root, b.ops, _ordered(decisions, configs), tuple(warnings), "", tuple(injected))
+    def finish(self, already: list[str], previous_hash: str | None) -> InjectionResult:
+        b = PatchBuilder(self.pod)
+        if not isinstance(self.pod.get("metadata"), dict):
+            b.set_key((), "metadata", {})
+        app_containers: list[Any] = self.spec["containers"]
+        add_annotations = dict(self.add_annotations)
+        if self.new_containers and DEFAULT_CONTAINER_ANNOTATION not in self.annotations:
+            # Sidecars come after the app: keep `kubectl logs`/`exec` pointed at the app.
+            first = app_containers[0] if app_containers else None
+            if isinstance(first, dict) and isinstance(first.get("name"), str):
+                add_annotations[DEFAULT_CONTAINER_ANNOTATION] = first["name"]
+        add_annotations[self.configs.status_key] = _status(already + self.injected, self.rendered, previous_hash)
+        b.merge_map(("metadata",), "labels", self.add_labels)
+        b.merge_map(("metadata",), "annotations", add_annotations)
+        # Injected init containers (each config's init containers, then its native sidecars) go
+        # before the pod's own, so the pod's init containers can rely on a native sidecar.
+        b.insert_items(("spec",), "initContainers", 0, self.new_inits)
+        b.insert_items(("spec",), "containers", -1, self.new_containers)
+        b.insert_items(("spec",), "volumes", -1, self.new_volumes)
+        b.insert_items(("spec",), "imagePullSecrets", -1, self.new_secrets)
+        if self.mounts or self.env:
+            for i, c in enumerate(app_containers):
+                if isinstance(c, dict):
+                    _add_to_container(b, i, c, self.mounts, self.env)
+        decisions = _ordered(self.decisions, self.configs)
+        return InjectionResult(b.root, b.ops, decisions, tuple(self.warnings), "", tuple(self.injected))
 
 
 def _add_to_container(b: PatchBuilder, index: int, c: dict[str, Any], mounts: list[Any], env: list[Any]) -> None:
