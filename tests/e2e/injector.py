@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from . import pki
 from .controlplane import free_ports, tail
@@ -186,3 +188,15 @@ class InjectorServer:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def admissions(self, pod: str | None = None) -> list[dict[str, Any]]:
+        """The server's one-line-per-admission JSON log records (for one pod name)."""
+        records = []
+        for line in self.log_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and rec.get("msg") == "admission" and pod in (None, rec.get("pod")):
+                records.append(rec)
+        return records

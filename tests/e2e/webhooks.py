@@ -1,10 +1,10 @@
 """Registering a MutatingWebhookConfiguration and waiting until the apiserver calls it.
 
-The configuration has the shape the project's manifests ship (issue 5): CREATE of pods only,
-``sideEffects: None``, a ``namespaceSelector`` requiring the enabling label and excluding the
-system namespaces and the injector's own by ``kubernetes.io/metadata.name``, an ``objectSelector``
-honouring the opt-out label. ``clientConfig`` is a ``url`` with the ``caBundle``, as envtest does,
-because nothing routes Service ClusterIPs here.
+The configuration is the one the project's manifests ship (``sidecar_injector.manifests``): CREATE
+of pods only, ``sideEffects: None``, a ``namespaceSelector`` requiring the enabling label and
+excluding the system namespaces and the injector's own by ``kubernetes.io/metadata.name``, an
+``objectSelector`` honouring the opt-out label. Its ``clientConfig.service`` is rewritten to a
+``url`` with the ``caBundle``, as envtest does, because nothing routes Service ClusterIPs here.
 
 Each registration also requires a namespace label of its own (``e2e.sidecar-injector.io/hook``), so
 that configurations of different tests never match each other's namespaces: a configuration a
@@ -19,11 +19,14 @@ import copy
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kubernetes.client
 from kubernetes.client.rest import ApiException
+
+from sidecar_injector import manifests
 
 from .controlplane import ControlPlane
 
@@ -31,8 +34,9 @@ ENABLE_LABEL = "sidecar-injector.io/injection"
 OPT_OUT_LABEL = "sidecar-injector.io/inject"
 STATUS_ANNOTATION = "sidecar-injector.io/status"
 HOOK_LABEL = "e2e.sidecar-injector.io/hook"
-OWN_NAMESPACE = "sidecar-injector"
-EXCLUDED_NAMESPACES = ["kube-system", "kube-node-lease", "kube-public", OWN_NAMESPACE]
+# The injector's own namespace as far as the selector knows; not the manifests' default
+# ("sidecar-injector"), which the install test creates for real.
+OWN_NAMESPACE = "sidecar-injector-e2e"
 ACTIVATION_TIMEOUT = 30.0
 
 _counter = itertools.count(1)
@@ -47,45 +51,22 @@ def webhook_configuration(
     failure_policy: str = "Fail",
     reinvocation_policy: str = "IfNeeded",
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
-            {
-                "name": "inject.sidecar-injector.io",
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "timeoutSeconds": 5,
-                "failurePolicy": failure_policy,
-                "matchPolicy": "Equivalent",
-                "reinvocationPolicy": reinvocation_policy,
-                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_bundle).decode()},
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["pods"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "namespaceSelector": {
-                    "matchLabels": {ENABLE_LABEL: "enabled", HOOK_LABEL: hook_id},
-                    "matchExpressions": [
-                        {
-                            "key": "kubernetes.io/metadata.name",
-                            "operator": "NotIn",
-                            "values": EXCLUDED_NAMESPACES,
-                        },
-                    ],
-                },
-                "objectSelector": {
-                    "matchExpressions": [{"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["false"]}]
-                },
-            }
-        ],
-    }
+    """The configuration the project's manifests ship (``sidecar_injector.manifests``), so these
+    tests register and call exactly that, with ``clientConfig`` rewritten to ``url``, this test's
+    policies, and the per-hook namespace label added to its ``namespaceSelector``."""
+    shipped = manifests.webhook_configuration(
+        manifests.ManifestOptions(
+            namespace=OWN_NAMESPACE, image="unused", config_files={}, failure_policy=failure_policy
+        )
+    )
+    config = rewrite_to_url(shipped, url, ca_bundle)
+    config["metadata"] = {"name": name}
+    [hook] = config["webhooks"]
+    hook["reinvocationPolicy"] = reinvocation_policy
+    hook["namespaceSelector"].setdefault("matchExpressions", []).append(
+        {"key": HOOK_LABEL, "operator": "In", "values": [hook_id]}
+    )
+    return config
 
 
 def rewrite_to_url(config: dict[str, Any], url: str, ca_bundle: bytes) -> dict[str, Any]:
@@ -157,8 +138,13 @@ class Hook:
         self.namespaces.append(name)
         return name
 
-    def wait_active(self, canary_namespace: str, timeout: float = ACTIVATION_TIMEOUT) -> None:
-        """Dry-run-create canary pods until one comes back mutated: only then has the new
+    def wait_active(
+        self,
+        canary_namespace: str,
+        mutated: Callable[[dict[str, Any]], bool] = is_injected,
+        timeout: float = ACTIVATION_TIMEOUT,
+    ) -> None:
+        """Dry-run-create canary pods until one comes back ``mutated``: only then has the new
         configuration reached the apiserver's admission chain. Dry runs store nothing and the
         webhook declares ``sideEffects: None``, so they are called like real creations."""
         with self.control_plane.api_client() as client:
@@ -169,7 +155,7 @@ class Hook:
                 attempts += 1
                 try:
                     got = create_pod(client, canary_namespace, pod(f"canary-{attempts}"), dry_run=True)
-                    if is_injected(got):
+                    if mutated(got):
                         return
                     last_error = "canary not mutated"
                 except ApiException as e:
@@ -201,23 +187,23 @@ def register(
     name: str | None = None,
     failure_policy: str = "Fail",
     reinvocation_policy: str = "IfNeeded",
-    wait: bool = True,
+    same_namespaces_as: Hook | None = None,
+    mutated: Callable[[dict[str, Any]], bool] | None = is_injected,
 ) -> Hook:
-    """Create a configuration for the webhook at ``url`` and (by default) wait until it is active.
-    The hook's first namespace, ``<id>-canary``, is enabled and used for the canaries."""
-    hook_id = f"hook{next(_counter)}"
+    """Create a configuration for the webhook at ``url`` and wait until a canary pod comes back
+    ``mutated`` (``None``: do not wait). The hook gets an enabled canary namespace of its own,
+    ``<id>-canary``; with ``same_namespaces_as`` it routes to that hook's namespaces instead
+    (two webhooks on the same pods) and its canaries go there."""
+    hook_id = same_namespaces_as.hook_id if same_namespaces_as else f"hook{next(_counter)}"
     name = name or f"sidecar-injector-{hook_id}"
     body = webhook_configuration(
-        name,
-        url,
-        ca_bundle,
-        hook_id=hook_id,
-        failure_policy=failure_policy,
-        reinvocation_policy=reinvocation_policy,
-    )
+        name, url, ca_bundle, hook_id=hook_id,
+        failure_policy=failure_policy, reinvocation_policy=reinvocation_policy,
+    )  # fmt: skip
     with control_plane.api_client() as client:
         kubernetes.client.AdmissionregistrationV1Api(client).create_mutating_webhook_configuration(body)
     hook = Hook(control_plane, name, hook_id)
-    if wait:
-        hook.wait_active(hook.namespace("canary"))
+    if mutated is not None:
+        canary = same_namespaces_as.namespaces[0] if same_namespaces_as else hook.namespace("canary")
+        hook.wait_active(canary, mutated)
     return hook
