@@ -314,18 +314,23 @@ class ControlPlane:
 
     def stop(self, keep_logs: bool = False) -> None:
         """Kill every process group (TERM, then KILL) and remove the working directory. With
-        ``keep_logs`` the logs survive in a directory of their own, whose path is printed."""
+        ``keep_logs`` the logs survive (where they were), and their path is printed."""
         if self._stopped:
             return
         self._stopped = True
         for p in reversed(self._procs):
             _kill_group(p.popen)
         if keep_logs:
-            kept = Path(tempfile.mkdtemp(prefix="sidecar-injector-e2e-logs-"))
-            for f in self.log_dir.iterdir():
-                shutil.move(str(f), kept / f.name)
-            print(f"\n[e2e] control-plane logs kept in {kept}", file=sys.stderr)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+            # Everything but the logs goes, so the log paths already printed stay valid.
+            for entry in self.workdir.iterdir():
+                if entry != self.log_dir:
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+            print(f"\n[e2e] control-plane logs kept in {self.log_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> ControlPlane:
         return self.start()
