@@ -162,7 +162,9 @@ class HttpProtocol(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(400, "protocol upgrades are not supported")
+            # The request itself was answered (Upgrade ignored, as HTTP allows); what follows
+            # would be another protocol, which we do not speak.
+            self.close()
         except httptools.HttpParserError as e:
             self._fail(400, f"malformed HTTP request: {e}")
 
@@ -260,7 +262,7 @@ class HttpProtocol(asyncio.Protocol):
         transport.write(b"".join(head))
         self.busy = False
         if close and not linger:
-            transport.close()
+            self.close()
         elif close:
             self.deadline = time.monotonic() + 1.0
         else:
@@ -274,5 +276,8 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
+        """Close from our side. The connection leaves ``conns.open`` at once: a TLS transport
+        may wait for the peer's close_notify before it is really gone, and shutdown must not."""
         if self._transport is not None:
             self._transport.close()
+        self.conns.open.discard(self)
