@@ -168,9 +168,11 @@ def _apply_once(
             raise BootstrapError(f"{webhook_ref} does not exist; apply the manifests first") from None
         raise BootstrapError(f"cannot read {webhook_ref}: {_describe(e)}") from None
 
-    if secret_obj.get("type") != "kubernetes.io/tls":
+    # Opaque is what the manifests create (see manifests.tls_secret); kubernetes.io/tls is
+    # what a user may have made by hand. Both hold the same keys.
+    if secret_obj.get("type", "Opaque") not in ("Opaque", "kubernetes.io/tls"):
         raise BootstrapError(
-            f"{secret_ref} has type {secret_obj.get('type')!r}, expected 'kubernetes.io/tls' "
+            f"{secret_ref} has type {secret_obj.get('type')!r}, expected Opaque or kubernetes.io/tls "
             "(the type cannot be changed: delete the Secret and apply the manifests again)"
         )
     raw = secret_obj.get("data") or {}

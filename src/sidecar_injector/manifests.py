@@ -15,7 +15,8 @@ What is safe by default, and why:
 - Every pod meets Pod Security ``restricted``; the namespace enforces it.
 - The certificate Job may only ``get``/``update``/``patch`` one Secret and one webhook
   configuration (``resourceNames``); the Secret is created empty here for that reason, since
-  ``create`` cannot be limited to a name.
+  ``create`` cannot be limited to a name. Until the Job has filled it, the webhook pods wait in
+  ContainerCreating (the kubelet retries the mount) instead of crash-looping.
 """
 
 from __future__ import annotations
@@ -236,19 +237,19 @@ def config_map(opts: ManifestOptions) -> Manifest:
 
 
 def tls_secret(opts: ManifestOptions) -> Manifest:
-    # Created empty so the Job needs no "create" right; the Job fills it. kubectl apply keeps
-    # the Job's values on re-apply: the last-applied empty strings do not change.
+    """The Secret the bootstrap Job fills, created here so the Job needs no "create" right.
+
+    It declares no data, and so is ``Opaque``: a ``kubernetes.io/tls`` Secret must declare
+    ``tls.crt`` and ``tls.key``, and ``kubectl apply`` (like Argo CD and Flux) resets every
+    declared field on each apply, which would blank the certificate the Job wrote on every
+    upgrade (the e2e test saw exactly that). Undeclared keys are left alone. The Job writes the
+    usual ``tls.crt``/``tls.key``/``ca.crt`` keys, so mounts look the same either way.
+    """
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {
-            **_meta(opts, _names(opts)["secret"], "webhook"),
-            # Flux applies server-side and would blank the Job's values on every reconcile;
-            # this tells it to create the Secret once and then leave it alone.
-            "annotations": {"kustomize.toolkit.fluxcd.io/ssa": "IfNotPresent"},
-        },
-        "type": "kubernetes.io/tls",
-        "data": {"tls.crt": "", "tls.key": ""},
+        "metadata": _meta(opts, _names(opts)["secret"], "webhook"),
+        "type": "Opaque",
     }
 
 
