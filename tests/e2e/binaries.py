@@ -17,11 +17,13 @@ cores) and print the folder. The versions are pinned here and nowhere else.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -60,7 +62,9 @@ def cache_dir() -> Path:
 
 
 def _log(msg: str) -> None:
-    print(f"[k8s-binaries] {msg}", file=sys.stderr, flush=True)
+    # Timestamped, so the log of a cold build shows how long each step took.
+    stamp = time.strftime("%H:%M:%S", time.gmtime())
+    print(f"[k8s-binaries {stamp}Z] {msg}", file=sys.stderr, flush=True)
 
 
 def find() -> dict[str, Path] | None:
@@ -131,7 +135,7 @@ def _build_k8s(name: str, work: Path, out: Path, env: dict[str, str]) -> None:
         f"-X {p}.gitVersion={ver} -X {p}.gitMajor=1 -X {p}.gitMinor={ver.split('.')[1]}"
         for p in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
     )
-    _run(["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(out / name), "."], mod, env)
+    _run(["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(_partial(out, name)), "."], mod, env)
 
 
 def _build_etcd(work: Path, out: Path, env: dict[str, str]) -> None:
@@ -144,7 +148,22 @@ def _build_etcd(work: Path, out: Path, env: dict[str, str]) -> None:
     )
     (mod / "go.mod").write_text(f"module local/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n")
     _run(["go", "mod", "tidy"], mod, env)
-    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], mod, env)
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(_partial(out, "etcd")), "."], mod, env)
+
+
+def _partial(out: Path, name: str) -> Path:
+    """Where a binary is built before it is renamed into place: an interrupted build never
+    leaves a file that :func:`find` would take for a finished one."""
+    return out / f".{name}.partial"
+
+
+def _check_version(path: Path, name: str) -> None:
+    want = ETCD_VERSION.lstrip("v") if name == "etcd" else KUBERNETES_VERSION
+    proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=60)
+    if want not in proc.stdout + proc.stderr:
+        raise BinariesUnavailable(
+            f"{path} --version does not report {want}: {(proc.stdout + proc.stderr).strip()[:200]}"
+        )
 
 
 def build() -> dict[str, Path]:
@@ -159,15 +178,26 @@ def build() -> dict[str, Path]:
     work = out.parent / "build"
     # The wrapper modules are ours, so GOTOOLCHAIN=local: never download another Go.
     env = dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local", GOFLAGS="-mod=mod -buildvcs=false")
-    for name in BINARIES:
-        if (out / name).is_file():
-            continue
-        _log(f"building {name} (k8s {KUBERNETES_VERSION}, etcd {ETCD_VERSION}); a cold build takes minutes")
-        if name == "etcd":
-            _build_etcd(work, out, env)
-        else:
-            _build_k8s(name, work, out, env)
-        _log(f"built {out / name}")
+    # One build at a time per cache: a second caller (another test run, CI right after a
+    # session) waits for the first instead of compiling the same thing on the same cores.
+    with (out.parent / f"{out.name}.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log("another build of these binaries is running; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        started = time.monotonic()
+        for name in BINARIES:
+            if (out / name).is_file():
+                continue
+            _log(f"building {name} (k8s {KUBERNETES_VERSION}, etcd {ETCD_VERSION}); a cold build takes minutes")
+            if name == "etcd":
+                _build_etcd(work, out, env)
+            else:
+                _build_k8s(name, work, out, env)
+            _check_version(_partial(out, name), name)
+            os.replace(_partial(out, name), out / name)
+            _log(f"built {out / name} ({time.monotonic() - started:.0f}s so far)")
     found = find()
     assert found is not None
     return found
