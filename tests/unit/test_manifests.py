@@ -52,9 +52,7 @@ def pod_specs(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]
         if o["kind"] in ("Deployment", "Job"):
             out.append((f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"]))
         elif o["kind"] == "CronJob":
-            out.append(
-                (f"CronJob/{o['metadata']['name']}", o["spec"]["jobTemplate"]["spec"]["template"]["spec"])
-            )
+            out.append((f"CronJob/{o['metadata']['name']}", o["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
     return out
 
 
@@ -262,9 +260,7 @@ def test_certificate_job_rbac_is_one_secret_and_one_webhook_configuration() -> N
     names = [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
     # Apply order: the namespace first; the Job after what it patches.
     assert names[0] == f"Namespace/{NS}"
-    assert names.index("Job/sidecar-injector-certs") > names.index(
-        "MutatingWebhookConfiguration/sidecar-injector"
-    )
+    assert names.index("Job/sidecar-injector-certs") > names.index("MutatingWebhookConfiguration/sidecar-injector")
 
 
 def test_config_map_embeds_the_raw_files(tmp_path: Path) -> None:
@@ -305,9 +301,7 @@ def test_cli_prints_yaml_for_kubectl_and_refuses_a_bad_config(
     printed = list(yaml.safe_load_all(capsys.readouterr().out))
     assert printed == render(image="x:1", failure_policy="Fail")
     bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        "apiVersion: sidecar-injector.io/v1alpha1\nkind: SidecarConfig\nmetadata: {name: x}\nspec: 3\n"
-    )
+    bad.write_text("apiVersion: sidecar-injector.io/v1alpha1\nkind: SidecarConfig\nmetadata: {name: x}\nspec: 3\n")
     assert main(["manifests", "--image", "x:1", "--config", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("sidecar-injector: error: ") and str(bad) in err and err.count("\n") == 1
@@ -359,3 +353,22 @@ def test_kubectl_kustomize_builds_the_same_objects() -> None:
         manifests.ManifestOptions(namespace="sidecar-injector", image=DEPLOY_IMAGE, config_files=EXAMPLE)
     )
     assert sorted(yaml.safe_load_all(built.stdout), key=_key) == sorted(expected, key=_key)
+
+
+def test_the_commands_in_the_manifests_are_ones_the_cli_accepts() -> None:
+    from sidecar_injector.cli import build_parser
+
+    objects = render()
+    [dep_container] = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    serve = build_parser().parse_args(dep_container["args"])
+    assert (serve.command, serve.port, serve.metrics_port) == ("serve", 8443, 8080)
+    assert serve.tls_cert == "/etc/sidecar-injector/tls/tls.crt"
+    job_command = one(objects, "Job")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert job_command[0] == "sidecar-injector"  # the console script the image puts on PATH
+    job = build_parser().parse_args(job_command[1:])
+    assert (job.command, job.apply, job.secret, job.webhook_config) == (
+        "certs",
+        True,
+        "sidecar-injector-tls",
+        "sidecar-injector",
+    )
