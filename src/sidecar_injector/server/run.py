@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar_injector.core.admission import OnError
+from sidecar_injector.core.errors import InjectorError
 from sidecar_injector.server.app import State, WebhookApp
 from sidecar_injector.server.http import Connections, HttpProtocol, Limits
 from sidecar_injector.server.logs import JsonLog
@@ -31,7 +32,11 @@ from sidecar_injector.server.metrics import Metrics
 from sidecar_injector.server.reload import ConfigSource, Reloader
 from sidecar_injector.server.tls import ServingCert
 
-__all__ = ["Options", "Server", "new_event_loop", "run"]
+__all__ = ["ListenError", "Options", "Server", "new_event_loop", "run"]
+
+
+class ListenError(InjectorError):
+    """A port cannot be bound (in use, no permission, no such address)."""
 
 
 @dataclass(slots=True)
@@ -93,15 +98,23 @@ class Server:
         loop = asyncio.get_running_loop()
         o = self.options
         limits = o.limits
-        webhook = await loop.create_server(
-            lambda: HttpProtocol(self.app.webhook, self.webhook_conns, limits),
-            o.host, o.port, ssl=self.cert.listener, backlog=o.backlog,
-            ssl_handshake_timeout=limits.request_timeout,
-        )
-        admin = await loop.create_server(
-            lambda: HttpProtocol(self.app.admin, self.admin_conns, limits),
-            o.metrics_host or o.host, o.metrics_port, backlog=o.backlog,
-        )
+        try:
+            webhook = await loop.create_server(
+                lambda: HttpProtocol(self.app.webhook, self.webhook_conns, limits),
+                o.host, o.port, ssl=self.cert.listener, backlog=o.backlog,
+                ssl_handshake_timeout=limits.request_timeout,
+            )
+        except OSError as e:
+            raise ListenError(f"cannot listen on {o.host}:{o.port}: {e.strerror or e}") from None
+        try:
+            admin = await loop.create_server(
+                lambda: HttpProtocol(self.app.admin, self.admin_conns, limits),
+                o.metrics_host or o.host, o.metrics_port, backlog=o.backlog,
+            )
+        except OSError as e:
+            webhook.close()
+            raise ListenError(f"cannot listen on {o.metrics_host or o.host}:{o.metrics_port} "
+                              f"(metrics): {e.strerror or e}") from None
         self._servers = [webhook, admin]
         self.port = webhook.sockets[0].getsockname()[1]
         self.metrics_port = admin.sockets[0].getsockname()[1]
