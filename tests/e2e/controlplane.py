@@ -108,6 +108,7 @@ class ControlPlane:
         self.client_cert_file = pki_dir / "admin.crt"
         self.client_key_file = pki_dir / "admin.key"
         self.kubeconfig = self.workdir / "admin.kubeconfig"
+        self.audit_log = self.log_dir / "audit.log"
         self._write_pki(pki_dir)
         atexit.register(self.stop)
 
@@ -197,9 +198,54 @@ class ControlPlane:
             f"--service-account-issuer={self.server}/",
             f"--service-account-key-file={pki_dir / 'sa.pub'}",
             f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
+            # An audit log of pod creations at Metadata level: the apiserver records there which
+            # webhook was called in which round, whether it mutated, and when it failed open.
+            f"--audit-policy-file={self._write_audit_policy()}",
+            f"--audit-log-path={self.audit_log}",
             # The default admission plugins stay as they are (ServiceAccount included: see the
             # module docstring); MutatingAdmissionWebhook is among them.
         ]
+
+    def _write_audit_policy(self) -> Path:
+        path = self.workdir / "audit-policy.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived", "ResponseStarted"],
+                    "rules": [
+                        {"level": "Metadata", "verbs": ["create"], "resources": [{"group": "", "resources": ["pods"]}]},
+                        {"level": "None"},
+                    ],
+                }
+            )
+        )
+        return path
+
+    def audit_annotations(self, namespace: str, name: str, timeout: float = 10.0) -> dict[str, str]:
+        """The annotations the apiserver's audit log recorded for the creation of pod
+        ``namespace/name`` (e.g. ``mutation.webhook.admission.k8s.io/round_1_index_0``). The
+        event is written as the request completes, so it is waited for."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.audit_log.read_text().splitlines() if self.audit_log.exists() else []:
+                try:
+                    event = json.loads(line)
+                except ValueError:  # a line being written right now
+                    continue
+                ref = event.get("objectRef", {})
+                if (
+                    ref.get("namespace") == namespace
+                    and ref.get("name") == name
+                    and event.get("stage") == "ResponseComplete"
+                    and not ref.get("subresource")
+                ):
+                    annotations: dict[str, str] = event.get("annotations", {})
+                    return annotations
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no audit event for the creation of pod {namespace}/{name}")
+            time.sleep(0.1)
 
     def _controller_manager_args(self) -> list[str]:
         pki_dir = self.workdir / "pki"
@@ -339,7 +385,7 @@ class ControlPlane:
         self.stop(keep_logs=exc_type is not None)
 
     def log_files(self) -> dict[str, Path]:
-        return {p.name: p.log for p in self._procs}
+        return {**{p.name: p.log for p in self._procs}, "audit (pod creations)": self.audit_log}
 
     # -- client helpers ----------------------------------------------------------------------
 

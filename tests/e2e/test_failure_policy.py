@@ -16,7 +16,9 @@ from .webhooks import create_pod, is_injected, pod, read_pod
 pytestmark = pytest.mark.e2e
 
 
-def test_failure_policy_while_the_server_is_down(injector: Any, register_webhook: Any, api: Any) -> None:
+def test_failure_policy_while_the_server_is_down(
+    injector: Any, register_webhook: Any, api: Any, control_plane: Any
+) -> None:
     server = injector("article.yaml")
     fail_open = register_webhook(server, failure_policy="Ignore")
     fail_closed = register_webhook(server, failure_policy="Fail")
@@ -28,6 +30,9 @@ def test_failure_policy_while_the_server_is_down(injector: Any, register_webhook
     assert not is_injected(stored)
     assert [c["name"] for c in stored["spec"]["containers"]] == ["app"]
     assert read_pod(api, ns_open, "while-down")["metadata"]["uid"] == stored["metadata"]["uid"]
+    # The apiserver recorded that it failed open for this pod.
+    audit = control_plane.audit_annotations(ns_open, "while-down")
+    assert "failed-open.mutation.webhook.admission.k8s.io/round_0_index_0" in audit, audit
 
     with pytest.raises(ApiException) as refused:
         create_pod(api, ns_closed, pod("while-down"))

@@ -8,6 +8,7 @@ pod that already holds our (now defaulted) sidecar. The sidecar must end up ther
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,20 @@ from .webhooks import create_pod, is_injected, pod, read_pod
 
 pytestmark = pytest.mark.e2e
 
+WEBHOOK = "inject.sidecar-injector.io"  # both configurations' webhook is named so
+
 
 def has_appended(stored: dict[str, Any]) -> bool:
     return CONTAINER["name"] in [c["name"] for c in stored["spec"]["containers"]]
 
 
 def test_second_webhook_triggers_reinvocation_and_sidecar_stays_single(
-    injector: Any, register_webhook: Any, api: Any, webhook_ca: tuple[bytes, bytes], tmp_path: Path
+    injector: Any,
+    register_webhook: Any,
+    api: Any,
+    control_plane: Any,
+    webhook_ca: tuple[bytes, bytes],
+    tmp_path: Path,
 ) -> None:
     server = injector("article.yaml")
     ours = register_webhook(server, name="a-sidecar-injector", reinvocation_policy="IfNeeded")
@@ -57,6 +65,19 @@ def test_second_webhook_triggers_reinvocation_and_sidecar_stays_single(
     app = stored["spec"]["containers"][0]
     assert app["volumeMounts"] == [{"name": "hello-shared", "mountPath": "/shared"}]
 
-    # Ours really was called twice for this pod: injected in round 0, a no-op in round 1.
+    # The apiserver's account: round 0 ours (index 0) and the appender (index 1) both mutated;
+    # round 1 reinvoked ours, which changed nothing.
+    audit = control_plane.audit_annotations(ns, "reinvoked")
+    rounds = {
+        k.rsplit("/", 1)[1]: json.loads(v)
+        for k, v in audit.items()
+        if k.startswith("mutation.webhook.admission.k8s.io/")
+    }
+    assert rounds == {
+        "round_0_index_0": {"configuration": "a-sidecar-injector", "webhook": WEBHOOK, "mutated": True},
+        "round_0_index_1": {"configuration": "z-appender", "webhook": WEBHOOK, "mutated": True},
+        "round_1_index_0": {"configuration": "a-sidecar-injector", "webhook": WEBHOOK, "mutated": False},
+    }
+    # And our server's own log agrees: injected in round 0, a no-op in round 1.
     outcomes = [(r["outcome"], r.get("reason")) for r in server.admissions(pod="reinvoked")]
     assert outcomes == [("injected", None), ("skipped", "already-injected")]
