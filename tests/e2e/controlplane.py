@@ -36,12 +36,14 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kubernetes.client
 from kubernetes.client.rest import ApiException
@@ -51,6 +53,32 @@ from . import pki
 START_TIMEOUT = 90.0  # seconds; envtest uses 20, but this machine may be compiling in parallel
 STOP_TIMEOUT = 15.0
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+
+
+# Stop functions of everything running (control planes, webhook servers). Their processes live in
+# process groups of their own, so a SIGTERM to the test run (e.g. from `timeout`) would not reach
+# them: the handler below stops them first. Normal exits are covered by atexit and the fixtures.
+_cleanups: dict[int, Callable[[], None]] = {}
+_previous_sigterm: Any = None
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    for stop in list(_cleanups.values()):
+        with contextlib.suppress(Exception):
+            stop()
+    signal.signal(signal.SIGTERM, _previous_sigterm if callable(_previous_sigterm) else signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def on_terminate(key: object, stop: Callable[[], None] | None) -> None:
+    """Register (or, with ``None``, forget) what to stop if the test run is terminated."""
+    global _previous_sigterm
+    if stop is None:
+        _cleanups.pop(id(key), None)
+        return
+    _cleanups[id(key)] = stop
+    if threading.current_thread() is threading.main_thread() and _previous_sigterm is None:
+        _previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 class ControlPlaneError(RuntimeError):
@@ -111,6 +139,7 @@ class ControlPlane:
         self.audit_log = self.log_dir / "audit.log"
         self._write_pki(pki_dir)
         atexit.register(self.stop)
+        on_terminate(self, lambda: self.stop(keep_logs=True))
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -364,6 +393,7 @@ class ControlPlane:
         if self._stopped:
             return
         self._stopped = True
+        on_terminate(self, None)
         for p in reversed(self._procs):
             _kill_group(p.popen)
         if keep_logs:

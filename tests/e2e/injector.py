@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pki
-from .controlplane import free_ports, tail
+from .controlplane import free_ports, on_terminate, tail
 
 START_TIMEOUT = 30.0
 
@@ -138,6 +138,7 @@ class InjectorServer:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        on_terminate(self, self.stop)
         deadline = time.monotonic() + START_TIMEOUT
         while not self._ready():
             if self._proc.poll() is not None:
@@ -162,6 +163,7 @@ class InjectorServer:
         if self._proc is None:
             return
         proc, self._proc = self._proc, None
+        on_terminate(self, None)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
