@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import base64
 import datetime
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,6 +46,7 @@ pytestmark = pytest.mark.e2e
 
 IMAGE = "registry.example/sidecar-injector:0.1.0"
 UTC = datetime.UTC
+_installs = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +253,8 @@ def test_whole_install_passes_a_server_side_dry_run(
 @pytest.fixture
 def installed(control_plane: ControlPlane, kubectl: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """The bootstrap install, applied for real (its pods stay Pending: there is no kubelet)."""
-    ns = "si-certs"
+    # A namespace of its own per test: a deleted one lingers in Terminating for a while.
+    ns = f"si-certs-{next(_installs)}"
     objects = _render(ns)
     _apply(kubectl, control_plane, objects)
     try:
@@ -344,6 +348,31 @@ def test_certs_apply_is_idempotent_and_renews(
             with pytest.raises(ApiException) as denied:
                 forbidden()
             assert denied.value.status == 403
+
+
+def test_concurrent_certs_apply_runs_converge(
+    control_plane: ControlPlane, installed: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """The Job and the CronJob (or two retries) may run at once on an empty Secret. Each write
+    carries the resourceVersion it read, so the losers get 409 Conflict, re-read and re-plan;
+    the end state must be consistent and stable."""
+    ns, objects = installed
+    kubeconfig = _service_account_kubeconfig(control_plane, ns, "sidecar-injector-certs", tmp_path / "job.kubeconfig")
+    results: list[subprocess.CompletedProcess[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(_certs_apply(objects, kubeconfig))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert len(results) == 4 and all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    with control_plane.api_client() as admin:
+        data, _ = _secret(admin, ns)
+        bundle = _bundle(admin)[0]
+    assert certs.signed_by(data["tls.crt"], data["ca.crt"])
+    in_bundle = [c.public_bytes(serialization.Encoding.PEM) for c in certs.bundle_certificates(bundle)]
+    assert in_bundle[0] == data["ca.crt"]  # the CA that signed what the pods will serve, first
+    after = _certs_apply(objects, kubeconfig)
+    assert after.returncode == 0 and "nothing changed" in after.stdout, after.stdout + after.stderr
 
 
 def test_certs_apply_explains_a_missing_secret(control_plane: ControlPlane, tmp_path: Path) -> None:

@@ -129,12 +129,12 @@ class Hook:
     def enabled_labels(self) -> dict[str, str]:
         return {ENABLE_LABEL: "enabled", HOOK_LABEL: self.hook_id}
 
-    def namespace(self, purpose: str, *, enabled: bool = True) -> str:
+    def namespace(self, purpose: str, *, enabled: bool = True, labels: dict[str, str] | None = None) -> str:
         """Create a namespace for this hook: labelled for injection, or (``enabled=False``)
-        carrying only this hook's routing label, i.e. missing the enabling label."""
+        carrying only this hook's routing label, i.e. missing the enabling label; plus ``labels``."""
         name = f"{self.hook_id}-{purpose}"[:63]
-        labels = self.enabled_labels if enabled else {HOOK_LABEL: self.hook_id}
-        self.control_plane.create_namespace(name, labels)
+        routing = self.enabled_labels if enabled else {HOOK_LABEL: self.hook_id}
+        self.control_plane.create_namespace(name, {**routing, **(labels or {})})
         self.namespaces.append(name)
         return name
 
