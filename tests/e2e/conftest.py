@@ -139,6 +139,7 @@ def register_webhook(control_plane: ControlPlane) -> Iterator[Callable[..., webh
     hooks: list[webhooks.Hook] = []
 
     def register(target: InjectorServer | str, ca_bundle: bytes | None = None, **kwargs: Any) -> webhooks.Hook:
+        bundle: bytes | None
         if isinstance(target, InjectorServer):
             url, bundle = target.url, target.ca_cert
         else:
