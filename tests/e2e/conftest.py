@@ -8,6 +8,7 @@ catch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -56,7 +57,7 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def k8s_binaries() -> dict[str, Path]:
+def k8s_binaries(request: pytest.FixtureRequest) -> dict[str, Path]:
     """The pinned binaries: given (KUBEBUILDER_ASSETS / TEST_ASSET_*), cached, or built now."""
     found = binaries.find()
     if found is not None:
@@ -66,9 +67,13 @@ def k8s_binaries() -> dict[str, Path]:
             "kube-apiserver/etcd/kube-controller-manager not found and Go is not installed; run "
             "`python tests/e2e/binaries.py` on a machine with Go, or set KUBEBUILDER_ASSETS"
         )
-    print("\n[e2e] building the Kubernetes binaries (a cold build takes many minutes)", file=sys.stderr)
+    # A cold build takes minutes: let its progress reach the terminal instead of the capture.
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    uncaptured = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
     try:
-        return binaries.build()
+        with uncaptured:
+            print("\n[e2e] building the Kubernetes binaries (a cold build takes minutes)", file=sys.stderr)
+            return binaries.build()
     except binaries.BinariesUnavailable as e:
         if IN_CI:
             pytest.fail(f"building the Kubernetes binaries failed: {e}", pytrace=False)
