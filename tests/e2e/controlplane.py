@@ -18,6 +18,10 @@ Differences from envtest, and why:
   loopback address, so it is off (``--endpoint-reconciler-type=none``): nothing here dials the
   ``kubernetes`` Service.
 
+* An audit log of pod creations (Metadata level, ``logs/audit.log``): the apiserver records there
+  which webhook configuration it called in which round, whether it mutated, and when a call
+  failed open, which tests read with :meth:`ControlPlane.audit_annotations`.
+
 Every process runs in its own process group with its output in a log file under
 ``<workdir>/logs``; :meth:`ControlPlane.stop` kills the groups and removes the working directory
 (keeping the logs when asked to, e.g. after a failed test, and printing where they are).
