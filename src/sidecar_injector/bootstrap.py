@@ -160,9 +160,7 @@ def _apply_once(
             ) from None
         raise BootstrapError(f"cannot read {secret_ref}: {_describe(e)}") from None
     try:
-        webhook_obj = _json(
-            admission.read_mutating_webhook_configuration(webhook_config, _preload_content=False)
-        )
+        webhook_obj = _json(admission.read_mutating_webhook_configuration(webhook_config, _preload_content=False))
     except ApiException as e:
         if e.status == 404:
             raise BootstrapError(f"{webhook_ref} does not exist; apply the manifests first") from None
@@ -180,9 +178,7 @@ def _apply_once(
     webhooks = webhook_obj.get("webhooks") or []
     if not webhooks:
         raise BootstrapError(f"{webhook_ref} has no webhooks to give a caBundle")
-    bundles = [
-        _b64decode((w.get("clientConfig") or {}).get("caBundle"), f"{webhook_ref} caBundle") for w in webhooks
-    ]
+    bundles = [_b64decode((w.get("clientConfig") or {}).get("caBundle"), f"{webhook_ref} caBundle") for w in webhooks]
 
     the_plan = rotation.plan(
         current,
@@ -196,15 +192,14 @@ def _apply_once(
     for reason in the_plan.reasons:
         log.info("%s", reason)
 
-    # First the bundle, then the Secret: see the module docstring.
     bundle_updated = any(b != the_plan.ca_bundle for b in bundles)
-    if bundle_updated:
+    secret_updated = any(current[k] != the_plan.secret_data[k] for k in rotation.SECRET_KEYS)
+
+    def write_bundle() -> None:
         body = {
             "metadata": {"resourceVersion": webhook_obj["metadata"]["resourceVersion"]},
             # webhooks merge by name in a strategic-merge patch: only caBundle changes.
-            "webhooks": [
-                {"name": w["name"], "clientConfig": {"caBundle": _b64(the_plan.ca_bundle)}} for w in webhooks
-            ],
+            "webhooks": [{"name": w["name"], "clientConfig": {"caBundle": _b64(the_plan.ca_bundle)}} for w in webhooks],
         }
         try:
             admission.patch_mutating_webhook_configuration(
@@ -220,8 +215,7 @@ def _apply_once(
             raise BootstrapError(f"cannot update the caBundle of {webhook_ref}: {_describe(e)}") from None
         log.info("updated the caBundle of %s (%d CA certificate(s))", webhook_ref, _count(the_plan.ca_bundle))
 
-    secret_updated = any(current[k] != the_plan.secret_data[k] for k in rotation.SECRET_KEYS)
-    if secret_updated:
+    def write_secret() -> None:
         body = {
             "metadata": {"resourceVersion": secret_obj["metadata"]["resourceVersion"]},
             "data": {k: _b64(v) for k, v in the_plan.secret_data.items()},
@@ -240,6 +234,20 @@ def _apply_once(
                 raise _Conflict(secret_ref) from None
             raise BootstrapError(f"cannot update {secret_ref}: {_describe(e)}") from None
         log.info("updated %s", secret_ref)
+
+    writes = []
+    if bundle_updated:
+        writes.append(write_bundle)
+    if secret_updated:
+        writes.append(write_secret)
+    if not current["ca.crt"].strip():
+        # First fill: no pod can be serving a certificate yet, so the Secret goes first. When
+        # runs race, the losers' Secret write then fails (409) before they put a CA whose key
+        # is never stored into the caBundle; they re-read and adopt the winner's CA.
+        writes.reverse()
+    # Otherwise the bundle goes first: see the module docstring.
+    for write in writes:
+        write()
     return Result(secret_updated=secret_updated, bundle_updated=bundle_updated, plan=the_plan)
 
 
