@@ -6,7 +6,9 @@ should hold, and write only what differs. A second run with nothing to renew wri
 
 Order matters during a CA change: the caBundle (old and new CA) is written BEFORE the Secret
 holding the certificate signed by the new CA, so the apiserver trusts the new certificate
-before any pod can serve it.
+before any pod can serve it. On the first fill (no CA in the Secret yet, so nothing is being
+served) the Secret goes first instead, so that racing runs cannot leave a CA whose key was
+never stored in the caBundle.
 
 Both writes are strategic-merge patches that carry the ``resourceVersion`` just read: if
 another run (the Job and the CronJob at once) changed the object in between, the apiserver

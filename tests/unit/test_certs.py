@@ -156,9 +156,7 @@ def test_names_are_normalised_and_deduplicated(ca: tuple[bytes, bytes]) -> None:
         ("ok.svc", [], "not a string"),
     ],
 )
-def test_bad_names_are_clear_errors(
-    ca: tuple[bytes, bytes], dns: list[str], ips: list[str], message: str
-) -> None:
+def test_bad_names_are_clear_errors(ca: tuple[bytes, bytes], dns: list[str], ips: list[str], message: str) -> None:
     with pytest.raises(certs.CertificateError, match=message):
         certs.issue_serving_cert(*ca, dns, ips)
 
@@ -202,9 +200,7 @@ def test_merge_bundle_dedupes_keeps_order_and_drops_expired() -> None:
     merged = certs.merge_bundle(a, b + a, b)
     assert [c.subject.rfc4514_string() for c in certs.bundle_certificates(merged)] == ["CN=a", "CN=b"]
     later = datetime.datetime.now(UTC) + datetime.timedelta(days=20)
-    assert (
-        certs.bundle_certificates(certs.merge_bundle(a, b, now=later))[0].subject.rfc4514_string() == "CN=b"
-    )
+    assert certs.bundle_certificates(certs.merge_bundle(a, b, now=later))[0].subject.rfc4514_string() == "CN=b"
     assert certs.merge_bundle(b"", b" \n") == b""
     with pytest.raises(certs.CertificateError):
         certs.merge_bundle(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
@@ -264,9 +260,7 @@ def test_plan_reissues_for_new_names_mismatched_keys_and_garbage() -> None:
 # --- the CLI ------------------------------------------------------------------------------------
 
 
-def test_cli_writes_private_keys_and_reuses_the_ca(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_writes_private_keys_and_reuses_the_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "certs"
     args = ["certs", "--service", "sidecar-injector", "--namespace", "injector-system", "--out-dir", str(out)]
     assert main([*args, "--dns", "localhost", "--ip", "127.0.0.1", "--days", "30"]) == 0

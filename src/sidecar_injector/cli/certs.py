@@ -38,14 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--service", required=True, metavar="NAME", help="the webhook's Service name")
     p.add_argument("--namespace", required=True, metavar="NS", help="the Service's namespace")
     mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument(
-        "--out-dir", type=Path, metavar="DIR", help="write ca.crt, ca.key, tls.crt, tls.key here"
-    )
+    mode.add_argument("--out-dir", type=Path, metavar="DIR", help="write ca.crt, ca.key, tls.crt, tls.key here")
     mode.add_argument("--apply", action="store_true", help="fill or renew the Secret and caBundle in-cluster")
     p.add_argument("--secret", metavar="NAME", help="with --apply: the kubernetes.io/tls Secret to fill")
-    p.add_argument(
-        "--webhook-config", metavar="NAME", help="with --apply: the MutatingWebhookConfiguration to patch"
-    )
+    p.add_argument("--webhook-config", metavar="NAME", help="with --apply: the MutatingWebhookConfiguration to patch")
     p.add_argument("--kubeconfig", metavar="PATH", help="with --apply: kubeconfig (default: in-cluster)")
     p.add_argument(
         "--days",
@@ -61,12 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="N",
         help=f"CA lifetime, for a new CA (default {DEFAULT_CA_DAYS})",
     )
-    p.add_argument(
-        "--dns", action="append", default=[], metavar="NAME", help="an extra DNS name (repeatable)"
-    )
-    p.add_argument(
-        "--ip", action="append", default=[], metavar="ADDR", help="an extra IP address (repeatable)"
-    )
+    p.add_argument("--dns", action="append", default=[], metavar="NAME", help="an extra DNS name (repeatable)")
+    p.add_argument("--ip", action="append", default=[], metavar="ADDR", help="an extra IP address (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -155,7 +147,14 @@ def _write(out_dir: Path, dns_names: list[str], ips: list[str], *, ca_days: int,
         print(f"reusing the CA in {out_dir}", file=sys.stderr)
     else:
         ca_crt, ca_key = certs.generate_ca(f"{dns_names[0]} webhook CA", ca_days)
-    tls_crt, tls_key = certs.issue_serving_cert(ca_crt, ca_key, dns_names, ips, cert_days)
+    try:
+        tls_crt, tls_key = certs.issue_serving_cert(ca_crt, ca_key, dns_names, ips, cert_days)
+    except certs.CertificateError as e:
+        if not existing:
+            raise
+        raise certs.CertificateError(
+            f"the CA in {out_dir} cannot be used: {e} (remove ca.crt and ca.key there to make a new CA)"
+        ) from None
     try:
         if not existing:
             _write_file(out_dir / "ca.key", ca_key, 0o600)
