@@ -294,3 +294,12 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "ca.key is missing" in capsys.readouterr().err
     assert main(["certs", "--service", "svc", "--namespace", "ns", "--apply"]) == 1
     assert "--apply needs --secret" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_ca_pair_that_does_not_match(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ca.crt").write_bytes(certs.generate_ca("one", 1)[0])
+    (tmp_path / "ca.key").write_bytes(certs.generate_ca("two", 1)[1])
+    assert main(["certs", "--service", "svc", "--namespace", "ns", "--out-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not belong" in err and "remove ca.crt and ca.key" in err
+    assert not (tmp_path / "tls.crt").exists()

@@ -144,7 +144,6 @@ def _write(out_dir: Path, dns_names: list[str], ips: list[str], *, ca_days: int,
     if existing:
         ca_crt, ca_key = existing
         # issue_serving_cert checks the pair, that it is a CA and that it has not expired.
-        print(f"reusing the CA in {out_dir}", file=sys.stderr)
     else:
         ca_crt, ca_key = certs.generate_ca(f"{dns_names[0]} webhook CA", ca_days)
     try:
@@ -163,6 +162,8 @@ def _write(out_dir: Path, dns_names: list[str], ips: list[str], *, ca_days: int,
         _write_file(out_dir / "tls.crt", tls_crt, 0o644)
     except OSError as e:
         raise certs.CertificateError(f"cannot write to {out_dir}: {e.strerror}") from None
+    if existing:
+        print(f"reused the CA in {out_dir}", file=sys.stderr)
     expiry = certs.not_valid_after(tls_crt).isoformat()
     print(
         f"wrote ca.crt, ca.key, tls.crt, tls.key to {out_dir}; serving certificate valid until {expiry}",
