@@ -379,6 +379,74 @@ def test_concurrent_certs_apply_runs_converge(
     assert after.returncode == 0 and "nothing changed" in after.stdout, after.stdout + after.stderr
 
 
+def test_documented_rotate_upgrade_and_uninstall_commands(
+    control_plane: ControlPlane, kubectl: str, installed: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """The kubectl commands of docs/install.md, run as written (the Job's pod is emulated by
+    running its command, since nothing schedules pods here)."""
+    ns, objects = installed
+    kubeconfig = _service_account_kubeconfig(control_plane, ns, "sidecar-injector-certs", tmp_path / "job.kubeconfig")
+    assert _certs_apply(objects, kubeconfig).returncode == 0
+    with control_plane.api_client() as admin:
+        data, _ = _secret(admin, ns)
+
+        # Rotate: force a new serving certificate (same CA, caBundle unchanged).
+        patch = '[{"op":"remove","path":"/data/tls.crt"}]'
+        done = _run_kubectl(kubectl, control_plane, ["-n", ns, "patch", "secret", "sidecar-injector-tls",
+                                                      "--type=json", f"-p={patch}"])  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert _certs_apply(objects, kubeconfig).returncode == 0
+        rotated, _ = _secret(admin, ns)
+        assert rotated["ca.crt"] == data["ca.crt"] and rotated["tls.crt"] != data["tls.crt"]
+        assert _bundle(admin)[0] == data["ca.crt"]
+
+        # Rotate: force a new CA; the old one stays trusted.
+        patch = '[{"op":"remove","path":"/data/ca.key"}]'
+        done = _run_kubectl(kubectl, control_plane, ["-n", ns, "patch", "secret", "sidecar-injector-tls",
+                                                      "--type=json", f"-p={patch}"])  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert _certs_apply(objects, kubeconfig).returncode == 0
+        new_ca, _ = _secret(admin, ns)
+        assert new_ca["ca.crt"] != data["ca.crt"] and certs.signed_by(new_ca["tls.crt"], new_ca["ca.crt"])
+        in_bundle = [c.public_bytes(serialization.Encoding.PEM)
+                     for c in certs.bundle_certificates(_bundle(admin)[0])]  # fmt: skip
+        assert in_bundle == [new_ca["ca.crt"], data["ca.crt"]]
+
+        # Upgrade: new image, the Job deleted first, everything applied again.
+        upgraded = _render(ns, failure_policy="Fail")
+        for o in upgraded:
+            for c in _containers(o):
+                c["image"] = "registry.example/sidecar-injector:0.2.0"
+        manifest = tmp_path / "sidecar-injector.yaml"
+        manifest.write_text("".join(f"---\n{yaml.safe_dump(o, sort_keys=False)}" for o in upgraded))
+        for args in (["-n", ns, "delete", "job", "sidecar-injector-certs", "--ignore-not-found"],
+                     ["apply", "-f", str(manifest)]):  # fmt: skip
+            done = _run_kubectl(kubectl, control_plane, args)
+            assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+        assert _secret(admin, ns)[0] == new_ca  # the certificate survived the upgrade
+        assert _bundle(admin)[0].startswith(new_ca["ca.crt"])
+        deployment = kubernetes.client.AppsV1Api(admin).read_namespaced_deployment("sidecar-injector", ns)
+        assert deployment.spec.template.spec.containers[0].image.endswith(":0.2.0")
+        mwc = _raw(admin, "MutatingWebhookConfiguration", "sidecar-injector")
+        assert mwc["webhooks"][0]["failurePolicy"] == "Fail"
+
+        # Uninstall: the webhook configuration first, then the rest.
+        for args in (["delete", "mutatingwebhookconfiguration", "sidecar-injector"],
+                     ["delete", "-f", str(manifest), "--ignore-not-found", "--wait=false"]):  # fmt: skip
+            done = _run_kubectl(kubectl, control_plane, args)
+            assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+        rbac = kubernetes.client.RbacAuthorizationV1Api(admin)
+        with pytest.raises(ApiException) as gone:
+            rbac.read_cluster_role("sidecar-injector-certs")
+        assert gone.value.status == 404
+
+
+def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = obj.get("spec", {})
+    template = spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get("template")
+    return list(template["spec"]["containers"]) if template else []
+
+
 def test_certs_apply_explains_a_missing_secret(control_plane: ControlPlane, tmp_path: Path) -> None:
     argv = [
         sys.executable,
