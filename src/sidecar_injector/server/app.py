@@ -111,7 +111,7 @@ class WebhookApp:
         self.metrics.admission(result.operation, result.outcome, reason, elapsed)
         log = self.log
         if log.enabled("info"):
-            fields = {
+            fields: dict[str, object] = {
                 "uid": result.uid, "namespace": result.namespace, "pod": result.pod,
                 "operation": result.operation, "outcome": result.outcome,
                 "configs": result.injected, "status": result.status,
@@ -121,7 +121,7 @@ class WebhookApp:
                 fields["reason"] = result.reason
             if result.warnings:
                 fields["warnings"] = result.warnings
-            log.log("error" if result.outcome == "error" else "info", "admission", **fields)
+            log.record("error" if result.outcome == "error" else "info", "admission", fields)
         elif result.outcome == "error":
             log.error("admission", uid=result.uid, namespace=result.namespace, pod=result.pod,
                       outcome=result.outcome, reason=result.reason, status=result.status)
