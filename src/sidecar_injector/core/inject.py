@@ -159,38 +159,73 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
     for name in sorted(excluded - set(configs.by_name)):
         warnings.append(f"config {name!r} named in {configs.exclude_key} does not exist")
 
-    # Each config is judged against the pod as the configs before it left it: a config may
-    # add a label another config's selector wants. Judging against the original labels only
-    # would inject the second config on the next invocation, breaking idempotence.
-    acc: _Injection | None = None
-    labels_now = labels
+    eligible: list[tuple[SidecarConfig, bool]] = []
     for c, req in candidates:
         if c.name in already:
             decisions.append(ConfigDecision(c.name, ALREADY_INJECTED, "already injected (status annotation)", req))
-            continue
-        if c.namespaces and namespace not in c.namespaces:
+        elif c.namespaces and namespace not in c.namespaces:
             msg = f"namespace {namespace!r} is not among the config's namespaces ({c.namespaces_text})"
             decisions.append(ConfigDecision(c.name, NAMESPACE_NOT_ALLOWED, msg, req))
             if req:
                 warnings.append(f"requested config {c.name!r} not injected: {msg}")
-            continue
-        if c.selector is not None and not c.selector.matches(labels_now):
+        else:
+            eligible.append((c, req))
+
+    context: dict[str, Any] | None = None
+    if any(c.has_templates for c, _ in eligible):
+        # Templates see the pod as it came in (not what earlier configs added).
+        context = {"pod": pod, "namespace": namespace, "labels": labels, "annotations": annotations}
+    chosen = _choose(eligible, labels, context)
+    selected = [(c, req) for c, req in eligible if c.name in chosen]
+    for c, req in eligible:
+        if c.name not in chosen:
             msg = f"the pod's labels do not match the config's selector {c.selector_text}"
             decisions.append(ConfigDecision(c.name, SELECTOR_MISMATCH, msg, req))
             if req:
                 warnings.append(f"requested config {c.name!r} not injected: {msg}")
-            continue
-        if acc is None:
-            acc = _Injection(pod, namespace, configs, candidates, decisions, warnings)
-        acc.add(c, req)
-        if acc.add_labels:
-            labels_now = {**acc.add_labels, **labels}
 
-    if acc is None:
+    if not selected:
         done = any(d.reason == ALREADY_INJECTED for d in decisions)
         reason = ALREADY_INJECTED if done else NOTHING_TO_INJECT
         return InjectionResult(pod, [], _ordered(decisions, configs), tuple(warnings), reason)
+    acc = _Injection(pod, configs, context, decisions, warnings)
+    for c, req in selected:
+        acc.add(c, req)
     return acc.finish(already, previous_hash)
+
+
+def _choose(
+    eligible: list[tuple[SidecarConfig, bool]], labels: dict[str, Any], context: dict[str, Any] | None
+) -> set[str]:
+    """The configs whose selectors match the pod's labels *as injection leaves them*.
+
+    A config may add a label another config's selector wants, before or after it in order.
+    Judging against the original labels alone would inject that other config on the next
+    invocation (reinvocation, or ``inject`` run twice), breaking idempotence. So iterate to a
+    fixed point: every config chosen matches, and every one left out does not match the final
+    labels, which is exactly what a second invocation sees. Without selectors that fail, or
+    labels added, this is a single pass.
+    """
+    chosen: set[str] = set()
+    added: dict[str, Any] = {}
+    while True:
+        labels_now = {**added, **labels} if added else labels
+        new = [
+            c for c, _ in eligible
+            if c.name not in chosen and (c.selector is None or c.selector.matches(labels_now))
+        ]
+        if not new:
+            return chosen
+        chosen.update(c.name for c in new)
+        if not any(c.labels.static for c in new):
+            # Nothing chosen in this pass adds a label, so no selector can start matching.
+            return chosen
+        # Labels as the injection will merge them: the pod's win, then earlier configs'.
+        added = {}
+        for c, _ in eligible:
+            if c.name in chosen:
+                for k, v in c.labels.render(context).items():
+                    added.setdefault(k, v)
 
 
 def _skip(pod: Pod, configs: ConfigSet, reason: str, message: str) -> InjectionResult:
@@ -216,9 +251,8 @@ class _Injection:
     def __init__(
         self,
         pod: Pod,
-        namespace: str,
         configs: ConfigSet,
-        candidates: list[tuple[SidecarConfig, bool]],
+        context: dict[str, Any] | None,
         decisions: list[ConfigDecision],
         warnings: list[str],
     ) -> None:
@@ -233,10 +267,7 @@ class _Injection:
         self.annotations = as_dict(meta.get("annotations"))
         self.decisions = decisions
         self.warnings = warnings
-        self.context: dict[str, Any] | None = None
-        if any(c.has_templates for c, _ in candidates):
-            # Templates see the pod as it came in (not what earlier configs added).
-            self.context = {"pod": pod, "namespace": namespace, "labels": self.labels, "annotations": self.annotations}
+        self.context = context
         self.container_names = _names(spec["containers"]) | _names(spec.get("initContainers"))
         self.volume_names = _names(spec.get("volumes"))
         self.secret_names = _names(spec.get("imagePullSecrets"))
