@@ -303,3 +303,20 @@ def test_cli_refuses_a_ca_pair_that_does_not_match(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not belong" in err and "remove ca.crt and ca.key" in err
     assert not (tmp_path / "tls.crt").exists()
+
+
+def test_the_kubernetes_client_is_imported_only_by_certs_apply(tmp_path: Path) -> None:
+    """Lazy on purpose: `serve`, `manifests` and `certs --out-dir` must work without the client."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from sidecar_injector.cli import main\n"
+        f"assert main(['certs', '--service', 's', '--namespace', 'n', '--out-dir', {str(tmp_path)!r}]) == 0\n"
+        "assert main(['manifests', '--image', 'x:1']) == 0\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes')\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
