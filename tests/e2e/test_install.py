@@ -382,7 +382,7 @@ def test_concurrent_certs_apply_runs_converge(
 def test_documented_rotate_upgrade_and_uninstall_commands(
     control_plane: ControlPlane, kubectl: str, installed: tuple[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
-    """The kubectl commands of docs/install.md, run as written (the Job's pod is emulated by
+    """The kubectl commands of the README's "Install on a cluster", run as written (the Job's pod is emulated by
     running its command, since nothing schedules pods here)."""
     ns, objects = installed
     kubeconfig = _service_account_kubeconfig(control_plane, ns, "sidecar-injector-certs", tmp_path / "job.kubeconfig")
