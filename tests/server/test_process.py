@@ -219,3 +219,35 @@ def test_broken_config_at_start_is_a_one_line_error(tmp_path: Path, pki: PKI) ->
     r = run_fail("--config", str(bad), "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
                  "--host", "127.0.0.1", "--port", str(free_port()), "--metrics-port", str(free_port()))
     assert r.returncode == 1 and str(bad) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_workers_share_the_port_sum_their_metrics_and_are_restarted(procs: list[Proc], config_file: Path,
+                                                                     pki: PKI) -> None:
+    p = Proc("--config", str(config_file), "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
+             "--workers", "2", "--drain-delay", "0.5")
+    procs.append(p)
+    p.wait_ready()
+    body = json.dumps(make_review()).encode()
+    for _ in range(20):  # a new connection each: the kernel spreads them over the workers
+        assert p.post(pki.ca, body)[0] == 200
+    c = http.client.HTTPConnection("127.0.0.1", p.metrics_port, timeout=5)
+    c.request("GET", "/metrics")
+    metrics = c.getresponse().read().decode()
+    c.close()
+    assert 'sidecar_injector_injection_requests_total{operation="CREATE",outcome="injected"} 20.0' in metrics
+    assert "sidecar_injector_admission_duration_seconds_count 20.0" in metrics
+    assert "sidecar_injector_configs_loaded 1.0" in metrics
+    logs = [json.loads(line) for line in p.stderr.splitlines() if line.startswith("{")]
+    worker_pids = [e["pid"] for e in logs if e["msg"] == "worker started"]
+    assert len(worker_pids) == 2
+
+    os.kill(worker_pids[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while '"worker exited; starting another"' not in p.stderr or p.readyz() != 200:
+        assert time.monotonic() < deadline, p.stderr
+        time.sleep(0.1)
+    assert p.post(pki.ca, body)[0] == 200
+    assert p.terminate() == 0
+    assert not any(line for line in p.stderr.splitlines() if "Traceback" in line)
+    stops = [json.loads(line) for line in p.stderr.splitlines() if '"msg":"stopped"' in line]
+    assert len(stops) == 3  # two workers and the supervisor

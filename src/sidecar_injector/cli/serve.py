@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from typing import Any
 
@@ -53,6 +54,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="close connections that take longer to send a request or TLS handshake "
                         "(default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes sharing the webhook port, to use N cores; the metrics port "
+                        "then reports all of them together (default: %(default)s)")
+    # Internal: how the supervisor hands a worker its listening socket and readiness pipe.
+    p.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -79,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.shutdown_timeout, "--shutdown-timeout", zero_ok=True)
     _positive(args.idle_timeout, "--idle-timeout")
     _positive(args.request_timeout, "--request-timeout")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be 1 or more, got {args.workers}")
 
     log = JsonLog(sys.stderr, args.log_level)
     config = args.config or BUILTIN_EXAMPLE
@@ -102,4 +111,31 @@ def run(args: argparse.Namespace) -> int:
         shutdown_timeout=args.shutdown_timeout,
         limits=Limits(idle_timeout=args.idle_timeout, request_timeout=args.request_timeout),
     )
+    if args.listen_fd is not None:  # a worker of a supervisor
+        options.sock = socket.socket(fileno=args.listen_fd)
+        options.admin = False
+        options.ready_fd = args.ready_fd
+    elif args.workers > 1:
+        return _supervise(args, options, log)
     return serve_forever(options, log)
+
+
+def _supervise(args: argparse.Namespace, options: Any, log: Any) -> int:
+    from sidecar_injector.configload import load_configs
+    from sidecar_injector.server.tls import server_context
+    from sidecar_injector.server.workers import run_workers, worker_command
+
+    # Fail here, once, with one line, rather than in every worker.
+    load_configs(options.config)
+    server_context(options.tls_cert, options.tls_key, options.client_ca)
+    argv = [
+        "serve", "--config", str(options.config), "--tls-cert", options.tls_cert,
+        "--tls-key", options.tls_key, "--host", args.host, "--port", str(args.port),
+        "--on-error", args.on_error, "--log-level", args.log_level,
+        "--reload-interval", str(args.reload_interval), "--drain-delay", str(args.drain_delay),
+        "--shutdown-timeout", str(args.shutdown_timeout), "--idle-timeout", str(args.idle_timeout),
+        "--request-timeout", str(args.request_timeout),
+    ]
+    if args.client_ca:
+        argv += ["--client-ca", args.client_ca]
+    return run_workers(options, log, args.workers, worker_command(argv))

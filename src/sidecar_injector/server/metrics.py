@@ -1,7 +1,11 @@
 """Prometheus metrics, named after Istio's injector (``sidecar_injection_*``) with our prefix.
 
 All series live in a registry of their own (not prometheus_client's global one) so that
-several servers can run in one process, as the in-process tests do.
+several servers can run in one process, as the in-process tests do. With ``--workers``,
+prometheus_client's multiprocess mode is on (``PROMETHEUS_MULTIPROC_DIR``): each worker
+writes its values to files and the supervisor's ``/metrics`` adds counters and histograms
+up across workers; a gauge shows the highest (``livemax``) or lowest (``livemin``) value
+among live workers. Config and certificate reloads are counted once per worker.
 
 ====================================================================  ============================
 name                                                                  meaning
@@ -78,11 +82,12 @@ class Metrics:
             ["result"], registry=r,
         )
         self.configs_loaded = Gauge(
-            "sidecar_injector_configs_loaded", "SidecarConfig documents in force.", registry=r
+            "sidecar_injector_configs_loaded", "SidecarConfig documents in force.", registry=r,
+            multiprocess_mode="livemax",
         )
         self.config_last_success = Gauge(
             "sidecar_injector_config_last_reload_success_timestamp_seconds",
-            "When the config in force was loaded (Unix time).", registry=r,
+            "When the config in force was loaded (Unix time).", registry=r, multiprocess_mode="livemax",
         )
         self.cert_reloads = Counter(
             "sidecar_injector_cert_reloads_total", "Serving certificate reload attempts, by result.",
@@ -91,8 +96,10 @@ class Metrics:
         self.cert_expiry = Gauge(
             "sidecar_injector_serving_cert_expiry_timestamp_seconds",
             "notAfter of the serving certificate in force (Unix time).", registry=r,
+            multiprocess_mode="livemin",
         )
-        self.ready = Gauge("sidecar_injector_ready", "1 when /readyz answers 200.", registry=r)
+        self.ready = Gauge("sidecar_injector_ready", "1 when /readyz answers 200.", registry=r,
+                           multiprocess_mode="livemin")
         self._requests: dict[tuple[str, str], Counter] = {}
         self._skips: dict[str, Counter] = {}
         self._failures: dict[str, Counter] = {}

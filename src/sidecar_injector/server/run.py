@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +58,12 @@ class Options:
     shutdown_timeout: float = 15.0
     limits: Limits = field(default_factory=Limits)
     backlog: int = 1024
+    sock: socket.socket | None = None
+    """A listening socket to serve the webhook on instead of binding ``host:port`` (workers)."""
+    admin: bool = True
+    """Serve the metrics port (a worker leaves it to its supervisor)."""
+    ready_fd: int | None = None
+    """A pipe to write one byte to once listening (how a worker tells its supervisor)."""
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -98,33 +106,48 @@ class Server:
         loop = asyncio.get_running_loop()
         o = self.options
         limits = o.limits
+        def webhook_protocol() -> HttpProtocol:
+            return HttpProtocol(self.app.webhook, self.webhook_conns, limits)
+
         try:
-            webhook = await loop.create_server(
-                lambda: HttpProtocol(self.app.webhook, self.webhook_conns, limits),
-                o.host, o.port, ssl=self.cert.listener, backlog=o.backlog,
-                ssl_handshake_timeout=limits.request_timeout,
-            )
+            if o.sock is not None:
+                webhook = await loop.create_server(
+                    webhook_protocol, sock=o.sock, ssl=self.cert.listener, backlog=o.backlog,
+                    ssl_handshake_timeout=limits.request_timeout)
+            else:
+                webhook = await loop.create_server(
+                    webhook_protocol, o.host, o.port, ssl=self.cert.listener, backlog=o.backlog,
+                    ssl_handshake_timeout=limits.request_timeout)
         except OSError as e:
             raise ListenError(f"cannot listen on {o.host}:{o.port}: {e.strerror or e}") from None
-        try:
-            admin = await loop.create_server(
-                lambda: HttpProtocol(self.app.admin, self.admin_conns, limits),
-                o.metrics_host or o.host, o.metrics_port, backlog=o.backlog,
-            )
-        except OSError as e:
-            webhook.close()
-            raise ListenError(f"cannot listen on {o.metrics_host or o.host}:{o.metrics_port} "
-                              f"(metrics): {e.strerror or e}") from None
-        self._servers = [webhook, admin]
+        self._servers = [webhook]
         self.port = webhook.sockets[0].getsockname()[1]
-        self.metrics_port = admin.sockets[0].getsockname()[1]
+        if o.admin:
+            self.metrics_port = await self._start_admin()
         self._stopped = asyncio.Event()
         self._tasks = [loop.create_task(self.reloader.run()), loop.create_task(self._sweep())]
         self.metrics.ready.set(1)
         self.log.info("listening", webhook=f"https://{o.host}:{self.port}/mutate",
-                      metrics=f"http://{o.metrics_host or o.host}:{self.metrics_port}/metrics",
+                      metrics=f"http://{o.metrics_host or o.host}:{self.metrics_port}/metrics" if o.admin else None,
                       configs=[c.name for c in self.state.configs.configs], on_error=o.on_error,
                       mtls=bool(o.client_ca))
+        if o.ready_fd is not None:
+            os.write(o.ready_fd, b"1")
+            os.close(o.ready_fd)
+
+    async def _start_admin(self) -> int:
+        o = self.options
+        host = o.metrics_host or o.host
+        try:
+            admin = await asyncio.get_running_loop().create_server(
+                lambda: HttpProtocol(self.app.admin, self.admin_conns, o.limits), host, o.metrics_port,
+                backlog=o.backlog)
+        except OSError as e:
+            self._servers[0].close()
+            raise ListenError(f"cannot listen on {host}:{o.metrics_port} (metrics): {e.strerror or e}") from None
+        self._servers.append(admin)
+        port: int = admin.sockets[0].getsockname()[1]
+        return port
 
     async def _sweep(self) -> None:
         while True:
@@ -142,7 +165,7 @@ class Server:
         self.log.info("shutting down", drain_delay=drain_delay, open_connections=len(self.webhook_conns.open))
         self.webhook_conns.closing = True
         await asyncio.sleep(drain_delay)
-        webhook, admin = self._servers
+        webhook, *admin = self._servers
         webhook.close()
         self.webhook_conns.close_idle()
         deadline = time.monotonic() + self.options.shutdown_timeout
@@ -150,7 +173,8 @@ class Server:
             await asyncio.sleep(0.05)
         for conn in list(self.webhook_conns.open):
             conn.close()
-        admin.close()
+        for server in admin:
+            server.close()
         self.admin_conns.close_idle()
         for task in self._tasks:
             task.cancel()
