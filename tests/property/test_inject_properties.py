@@ -73,7 +73,9 @@ LABEL_VALUES = ["web", "api", "v1", "v2", "", "true"]
 ANNOTATION_KEYS = [
     *POD_LABEL_KEYS, "envoy.version", "prometheus.io/scrape", "ann.example.com/x~y", "~0~1", "/leading",
 ]
-CONFIG_ANNOTATION_KEYS = ["proxy.example.com/config", "x~y/z", "envoy.version", f"{PREFIX}/extra", "prometheus.io/scrape"]
+CONFIG_ANNOTATION_KEYS = [
+    "proxy.example.com/config", "x~y/z", "envoy.version", f"{PREFIX}/extra", "prometheus.io/scrape",
+]
 
 POD_CONTAINER_NAMES = ["app", "web", "worker", "envoy", "log-shipper"]
 POD_INIT_NAMES = ["init-db", "migrate", "vault-agent"]
@@ -92,7 +94,10 @@ IMAGES = [
     "repo/{{ namespace }}/agent:1",
     "{{ labels['example.com/team'] | default('core') }}/tool:{{ annotations['odd~key'] | default('v') }}",
 ]
-ENV_VALUES = ["1", "debug", "{{ namespace }}", "{{ labels['app'] | default('none') }}", "{{ pod.metadata.generateName | default('') }}"]
+ENV_VALUES = [
+    "1", "debug", "{{ namespace }}", "{{ labels['app'] | default('none') }}",
+    "{{ pod.metadata.generateName | default('') }}",
+]
 
 # Unknown fields (newer Kubernetes versions, alpha fields) that must survive untouched.
 UNKNOWN_VALUES = st.one_of(
@@ -670,7 +675,9 @@ def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]
     }
 
 
-def check_against_model(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]], result: InjectionResult) -> None:
+def check_against_model(
+    pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]], result: InjectionResult
+) -> None:
     want = model_inject(pod, namespace, docs)
     if want is None:
         assert result.patch == [] and result.injected == ()
@@ -826,12 +833,20 @@ def review_body(
     return orjson.dumps({"apiVersion": api_version, "kind": "AdmissionReview", "request": request})
 
 
+def _gvk(group: str, kind: str) -> dict[str, str]:
+    return {"group": group, "version": "v1", "kind": kind}
+
+
+def _gvr(group: str, resource: str) -> dict[str, str]:
+    return {"group": group, "version": "v1", "resource": resource}
+
+
 NOT_PODS = [
-    ({"group": "apps", "version": "v1", "kind": "Deployment"}, {"group": "apps", "version": "v1", "resource": "deployments"}, None),
-    ({"group": "", "version": "v1", "kind": "Pod"}, {"group": "", "version": "v1", "resource": "pods"}, "status"),
-    ({"group": "", "version": "v1", "kind": "Pod"}, {"group": "", "version": "v1", "resource": "pods"}, "ephemeralcontainers"),
-    ({"group": "", "version": "v1", "kind": "ConfigMap"}, {"group": "", "version": "v1", "resource": "configmaps"}, None),
-    ({"group": "example.com", "version": "v1", "kind": "Pod"}, {"group": "example.com", "version": "v1", "resource": "pods"}, None),
+    (_gvk("apps", "Deployment"), _gvr("apps", "deployments"), None),
+    (_gvk("", "Pod"), _gvr("", "pods"), "status"),
+    (_gvk("", "Pod"), _gvr("", "pods"), "ephemeralcontainers"),
+    (_gvk("", "ConfigMap"), _gvr("", "configmaps"), None),
+    (_gvk("example.com", "Pod"), _gvr("example.com", "pods"), None),
 ]
 
 
@@ -842,7 +857,9 @@ NOT_PODS = [
     operation=st.sampled_from(["UPDATE", "DELETE", "CONNECT", "", "create"]),
     api_version=st.sampled_from(["admission.k8s.io/v1", "admission.k8s.io/v1beta1"]),
 )
-def test_non_create_reviews_get_no_patch(pod: dict[str, Any], docs: list[Any], operation: str, api_version: str) -> None:
+def test_non_create_reviews_get_no_patch(
+    pod: dict[str, Any], docs: list[Any], operation: str, api_version: str
+) -> None:
     rr = review(review_body(pod, operation=operation, api_version=api_version), load(docs))
     out = orjson.loads(rr.body)
     assert out["apiVersion"] == api_version
@@ -978,8 +995,8 @@ def review_docs(draw: st.DrawFn) -> Any:
         return draw(st.sampled_from(wrong)) if field in bad else good
 
     doc: dict[str, Any] = {}
-    _put(doc, "apiVersion", pick("apiVersion", draw(st.sampled_from(["admission.k8s.io/v1", "admission.k8s.io/v1beta1"])),
-                                 ["admission.k8s.io/v2", "v1", ..., 1, None]))
+    version = draw(st.sampled_from(["admission.k8s.io/v1", "admission.k8s.io/v1beta1"]))
+    _put(doc, "apiVersion", pick("apiVersion", version, ["admission.k8s.io/v2", "v1", ..., 1, None]))
     _put(doc, "kind", pick("kind", "AdmissionReview", ["Pod", ..., None, "admissionreview"]))
     if "request" in bad:
         _put(doc, "request", draw(st.one_of(st.just(...), JSON_VALUES)))
@@ -988,7 +1005,7 @@ def review_docs(draw: st.DrawFn) -> Any:
     _put(request, "uid", pick("uid", draw(st.sampled_from(["705ab4f5-6393-11e8-b7cc-42010a800002", "u"])),
                               ["", None, 7, ..., ["u"]]))
     _put(request, "kind", pick("rkind", {"group": "", "version": "v1", "kind": "Pod"}, [
-        {"kind": "Pod"}, {"group": "apps", "version": "v1", "kind": "Deployment"}, "Pod", None, ..., {"group": 1, "kind": "Pod"},
+        {"kind": "Pod"}, _gvk("apps", "Deployment"), "Pod", None, ..., {"group": 1, "kind": "Pod"},
     ]))
     _put(request, "resource", pick("resource", {"group": "", "version": "v1", "resource": "pods"}, [
         "pods", {"resource": "deployments"}, ..., {"resource": None}, [],
@@ -1089,6 +1106,65 @@ def test_review_matches_inject(pod: dict[str, Any], docs: list[Any], namespace: 
     assert (orjson.loads(rr.patch) if rr.patch else []) == wire(result.patch)
     assert rr.injected == result.injected
     check_review_answer(body, rr, "fail")
+
+
+STRICT_CONFIG = {
+    "apiVersion": f"{PREFIX}/v1alpha1", "kind": "SidecarConfig", "metadata": {"name": "strict"},
+    "spec": {"injectByDefault": True,
+             "containers": [{"name": "strict-agent", "image": "agent:{{ annotations['agent.example.com/tag'] }}"}]},
+}
+
+
+@QUICK_SETTINGS
+@given(pod=pods(min_containers=1, requests=False), docs=config_docs(), on_error=ON_ERROR,
+       tagged=st.booleans(), api_version=st.sampled_from(["admission.k8s.io/v1", "admission.k8s.io/v1beta1"]))
+def test_review_template_failure(
+    pod: dict[str, Any], docs: list[Any], on_error: Any, tagged: bool, api_version: str
+) -> None:
+    """A template that cannot render for this pod is our error, answered per on_error; never a
+    partial patch, never an exception."""
+    if tagged:
+        pod["metadata"]["annotations"] = {**(pod["metadata"].get("annotations") or {}), "agent.example.com/tag": "v2"}
+    configs = load([*docs, STRICT_CONFIG]) if "strict" not in {d["metadata"]["name"] for d in docs} else load(docs)
+    body = review_body(pod, api_version=api_version)
+    rr = review(body, configs, on_error=on_error)
+    check_review_answer(body, rr, on_error)
+    if tagged:
+        assert rr.outcome == "injected" and "strict" in rr.injected
+        return
+    assert rr.outcome == "error" and "strict" in rr.reason and rr.patch == b""
+    if on_error == "fail":
+        assert rr.status == 500
+    else:
+        resp = orjson.loads(rr.body)["response"]
+        assert resp["allowed"] is (on_error == "allow") and "patch" not in resp
+        if on_error == "allow":
+            assert resp["warnings"]
+
+
+@QUICK_SETTINGS
+@given(pod=pods(min_containers=1, requests=False), namespace=st.sampled_from(NAMESPACES),
+       versions=st.lists(st.sampled_from(["v1.30.1", "v1.31.0", "v1.32.2"]), min_size=2, max_size=2, unique=True))
+def test_status_hash_tracks_rendered_content(pod: dict[str, Any], namespace: str, versions: list[str]) -> None:
+    """The status hash is deterministic and changes when the rendered sidecar changes."""
+    doc = {"apiVersion": f"{PREFIX}/v1alpha1", "kind": "SidecarConfig", "metadata": {"name": "envoy"},
+           "spec": {"injectByDefault": True, "containers": [
+               {"name": "envoy-proxy",
+                "image": "envoyproxy/envoy:{{ annotations['envoy.version'] | default('v1.31.0') }}"}
+           ]}}
+    configs = load([doc])
+    hashes = []
+    for v in versions:
+        p = wire(pod)
+        p["metadata"]["annotations"] = {**(p["metadata"].get("annotations") or {}), "envoy.version": v}
+        p["metadata"]["annotations"].pop(INJECT_KEY, None)
+        a = inject(p, namespace, configs)
+        b = inject(wire(p), namespace, configs)
+        status = json.loads(a.pod["metadata"]["annotations"][STATUS_KEY])
+        assert status == json.loads(b.pod["metadata"]["annotations"][STATUS_KEY])
+        assert status["injected"] == ["envoy"]
+        hashes.append(status["hash"])
+    assert hashes[0] != hashes[1]
 
 
 if __name__ == "__main__":  # pragma: no cover
