@@ -1167,5 +1167,44 @@ def test_status_hash_tracks_rendered_content(pod: dict[str, Any], namespace: str
     assert hashes[0] != hashes[1]
 
 
+@QUICK_SETTINGS
+@given(pod=pods(), docs=config_docs(), kind=st.sampled_from(
+    ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job", "CronJob"]),
+    namespace=st.sampled_from([None, *NAMESPACES]))
+def test_workload_templates_inject_like_pods(
+    pod: dict[str, Any], docs: list[Any], kind: str, namespace: str | None
+) -> None:
+    """A pod template inside a workload gets exactly what the pod would; the rest is unchanged."""
+    from sidecar_injector.core.workloads import POD_PATHS, inject_object
+
+    configs = load(docs)
+    meta = {k: v for k, v in pod["metadata"].items() if k not in ("name", "generateName", "namespace")}
+    template = {"metadata": meta, "spec": pod["spec"]}
+    path = POD_PATHS[kind]
+    doc: dict[str, Any] = {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "w"}, "spec": {"replicas": 2}}
+    if namespace:
+        doc["metadata"]["namespace"] = namespace
+    node = doc
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = template
+    before = wire(doc)
+    new_doc, found = inject_object(doc, configs, namespace="cli-ns", source="test")
+    assert doc == before
+    expected = inject(wire(template), namespace or "cli-ns", configs)
+    assert len(found) == 1 and found[0].path == path
+    got: Any = new_doc
+    for key in path:
+        got = got[key]
+    assert wire(got) == wire(expected.pod)
+    rest_new, rest_old = wire(new_doc), wire(before)
+    node_new, node_old = rest_new, rest_old
+    for key in path[:-1]:
+        node_new, node_old = node_new[key], node_old[key]
+    node_new.pop(path[-1])
+    node_old.pop(path[-1])
+    assert rest_new == rest_old
+
+
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__, "-q"])
