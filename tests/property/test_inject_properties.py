@@ -529,6 +529,20 @@ def test_nothing_lost_or_reordered(pod: dict[str, Any], docs: list[Any], namespa
     assert {d.config for d in result.decisions if d.reason == INJECTED} == set(result.injected)
 
 
+@pytest.mark.parametrize("metadata", [..., None])
+def test_patch_ops_never_rewrite_what_they_added(metadata: Any) -> None:
+    """CORE BUG 3: with metadata absent or null, ``add /metadata`` was recorded with the very
+    dict the later label/annotation ops then filled in, so the patch overwrote its own keys."""
+    doc = {"apiVersion": f"{PREFIX}/v1alpha1", "kind": "SidecarConfig", "metadata": {"name": "a"},
+           "spec": {"injectByDefault": True, "labels": {"x": "y"}}}
+    pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "app", "image": "a"}]}}
+    _put(pod, "metadata", metadata)
+    result = inject(pod, "default", load([doc]))
+    assert result.patch[0] == {"op": "add", "path": "/metadata", "value": {}} or len(result.patch) == 1
+    check_ops(pod, result.patch)
+    assert apiserver_apply(pod, result.patch) == strip_empty(wire(result.pod))
+
+
 # ---------------------------------------------------------------------------- a reference model
 
 _JINJA = None
