@@ -571,6 +571,16 @@ def _render(value: str, context: dict[str, Any]) -> str:
     return _JINJA.from_string(value).render(context)
 
 
+def _render_tree(value: Any, context: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return _render(value, context)
+    if isinstance(value, dict):
+        return {k: _render_tree(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_tree(v, context) for v in value]
+    return value
+
+
 def _selector_matches(selector: Any, labels: dict[str, str]) -> bool:
     if not selector:
         return True
@@ -640,7 +650,7 @@ def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]
         selected.update(new)
     applied = [n for n in order if n in selected]
     if not applied:
-        return {"injected": [], "changed": False}
+        return {"injected": [], "changed": False, "requested": requested, "already": already}
     annotations.pop(STATUS_KEY, None)
 
     spec = pod["spec"]
@@ -656,6 +666,7 @@ def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]
     new_annotations: dict[str, str] = {}
     mounts: list[tuple[str, str]] = []
     env: list[str] = []
+    content: dict[str, Any] = {}  # what each injected container and volume must be, rendered
     for n in applied:
         s = by_name[n]
         for k, v in (s.get("labels") or {}).items():
@@ -668,15 +679,20 @@ def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]
             if c["name"] not in taken:
                 taken.add(c["name"])
                 new_inits.append(c["name"])
+                content["container " + c["name"]] = _render_tree(c, context)
         for c in s.get("containers") or []:
             if c["name"] not in taken:
                 taken.add(c["name"])
                 (new_inits if s.get("nativeSidecar") else new_containers).append(c["name"])
+                rendered = _render_tree(c, context)
                 if s.get("nativeSidecar"):
                     native.append(c["name"])
+                    rendered = {**rendered, "restartPolicy": rendered.get("restartPolicy", "Always")}
+                content["container " + c["name"]] = rendered
         for v in s.get("volumes") or []:
             if v["name"] not in vols:
                 vols.append(v["name"])
+                content["volume " + v["name"]] = _render_tree(v, context)
         for v in s.get("imagePullSecrets") or []:
             if v["name"] not in secrets:
                 secrets.append(v["name"])
@@ -698,6 +714,8 @@ def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]
     return {
         "injected": applied,
         "changed": True,
+        "content": content,
+        "requested": requested,
         "initContainers": new_inits + own_inits,
         "native": native,
         "containers": own_containers + new_containers,
@@ -707,6 +725,7 @@ def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]
         "annotations": {**annotations, **new_annotations},
         "per_container": per_container,
         "status": already + applied,
+        "already": already,
     }
 
 
@@ -718,6 +737,10 @@ def check_against_model(
         assert result.patch == [] and result.injected == ()
         return
     assert list(result.injected) == want["injected"], f"injected {result.injected}, the model says {want['injected']}"
+    # A requested config that is not injected (unknown, excluded, ruled out) is a warning.
+    for n in want["requested"]:
+        if n not in want["injected"] and n not in want["already"]:
+            assert any(repr(n) in w for w in result.warnings), (n, result.warnings)
     if not want["changed"]:
         assert result.patch == []
         return
@@ -731,6 +754,10 @@ def check_against_model(
     assert [v["name"] for v in spec.get("volumes") or []] == want["volumes"]
     assert [v["name"] for v in spec.get("imagePullSecrets") or []] == want["imagePullSecrets"]
     assert (res["metadata"].get("labels") or {}) == want["labels"]
+    items = {"container " + c["name"]: c for c in (spec.get("initContainers") or []) + spec["containers"]}
+    items.update({"volume " + v["name"]: v for v in spec.get("volumes") or []})
+    for key, rendered in want["content"].items():
+        assert items[key] == rendered, key
     got_annotations = dict(res["metadata"]["annotations"])
     status = json.loads(got_annotations.pop(STATUS_KEY))
     assert status["injected"] == want["status"]
