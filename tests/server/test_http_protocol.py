@@ -215,6 +215,28 @@ def test_close_idle_spares_busy_connections_which_close_after_their_answer() -> 
     assert status == 200 and headers["connection"] == "close" and t_busy.closed
 
 
+def test_head_gets_headers_without_body_and_the_connection_stays_in_step() -> None:
+    proto, t, _, _ = connect()
+    proto.data_received(b"HEAD /healthz HTTP/1.1\r\n\r\n" + post(b"abc"))
+    head, _, rest = t.out.partition(b"\r\n\r\n")
+    assert head.endswith(b"Content-Length: 1")  # the GET answer's length ("0"), but no body follows
+    assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b"\r\n\r\n3")
+
+
+def test_a_failing_handler_costs_one_500_not_the_connection() -> None:
+    def broken(request: Request) -> Response:
+        if request.path == b"/boom":
+            raise RuntimeError("bug")
+        return Response(200, b"fine", b"text/plain")
+
+    proto = HttpProtocol(broken, Connections(), Limits())
+    t = FakeTransport()
+    proto.connection_made(t)  # type: ignore[arg-type]
+    proto.data_received(b"GET /boom HTTP/1.1\r\n\r\nGET /ok HTTP/1.1\r\n\r\n")
+    [(s1, _, b1), (s2, _, b2)] = responses(t.out)
+    assert (s1, s2, b2) == (500, 200, b"fine") and b"RuntimeError" in b1 and not t.closed
+
+
 def test_backpressure_pauses_reading() -> None:
     proto, t, _, _ = connect()
     proto.pause_writing()

@@ -222,3 +222,23 @@ def test_client_certificate_required_with_client_ca(tmp_path: Path, config_file:
         assert s.admin_get("/readyz")[0] == 200  # probes need no client certificate
     finally:
         s.stop()
+
+
+def test_many_concurrent_connections_and_a_slow_client_blocks_no_one(server: RunningServer) -> None:
+    ctx = server.client_context()
+    slow = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=10),
+                           server_hostname="localhost")
+    slow.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Len")  # and then nothing
+    conns = [server.https() for _ in range(150)]
+    body = json.dumps(make_review()).encode()
+    for c in conns:  # all open at once; each sends its request before any answer is read
+        c.request("POST", "/mutate", body=body, headers={"Content-Type": "application/json"})
+    statuses = [c.getresponse().status for c in conns]
+    assert statuses == [200] * 150
+    for c in conns:
+        c.close()
+    # The slow client is cut off by the request timeout (3 s in these tests) with a 408.
+    slow.settimeout(10)
+    assert slow.recv(100).startswith(b"HTTP/1.1 408 ")
+    slow.close()
+    assert server.metric("sidecar_injector_injection_failure_total", reason="request-timeout") == 1

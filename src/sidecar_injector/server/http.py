@@ -218,10 +218,15 @@ class HttpProtocol(asyncio.Protocol):
         url = b"".join(self._url)
         query = url.find(b"?")
         path = url if query < 0 else url[:query]
-        request = Request(self._parser.get_method(), path, self._content_type, b"".join(self._body))
+        method = self._parser.get_method()
+        request = Request(method, path, self._content_type, b"".join(self._body))
         keep_alive = self._parser.should_keep_alive()
         self._reset()
-        self._respond(self.handler(request), keep_alive)
+        try:
+            response = self.handler(request)
+        except Exception as e:  # a bug in a route costs one answer, not the connection
+            response = text_response(500, f"internal error: {type(e).__name__}")
+        self._respond(response, keep_alive, head=method == b"HEAD")
 
     # internals
 
@@ -245,21 +250,22 @@ class HttpProtocol(asyncio.Protocol):
             self.conns.on_reject(status, message)
         self._reset()
 
-    def _respond(self, response: Response, keep_alive: bool, linger: bool = False) -> None:
+    def _respond(self, response: Response, keep_alive: bool, linger: bool = False, head: bool = False) -> None:
         transport = self._transport
         if transport is None:
             return
         close = not keep_alive or self.conns.closing
-        head = [
+        lines = [
             b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
             % (response.status, _REASONS.get(response.status, b"Unknown"), response.content_type,
                len(response.body))
         ]
         for name, value in response.headers:
-            head.append(b"%s: %s\r\n" % (name, value))
-        head.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
-        head.append(response.body)
-        transport.write(b"".join(head))
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
+        if not head:  # the answer to HEAD has the headers of the GET answer, no body
+            lines.append(response.body)
+        transport.write(b"".join(lines))
         self.busy = False
         if close and not linger:
             self.close()
