@@ -37,13 +37,19 @@ __all__ = ["MULTIPROC_ENV", "Supervisor", "run_workers"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _ALLOW_GET = ((b"Allow", b"GET, HEAD"),)
+_YOUNG = 10.0
+_MAX_BACKOFF = 30.0
 
 
 class Worker:
-    def __init__(self, proc: subprocess.Popen[bytes], ready_fd: int) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], ready_fd: int, backoff: float) -> None:
         self.proc = proc
         self.ready_fd = ready_fd
         self.ready = False
+        self.started = time.monotonic()
+        self.backoff = backoff
+        """Seconds to wait before starting this slot's next worker should this one die young."""
+        self.respawn_at: float | None = None
 
 
 class Supervisor:
@@ -86,7 +92,7 @@ class Supervisor:
 
     # workers
 
-    def _spawn(self) -> Worker:
+    def _spawn(self, backoff: float = 0.0) -> Worker:
         assert self.sock is not None
         loop = asyncio.get_running_loop()
         read_fd, write_fd = os.pipe()
@@ -94,7 +100,7 @@ class Supervisor:
         argv = [*self.worker_argv, "--listen-fd", str(fd), "--ready-fd", str(write_fd)]
         proc = subprocess.Popen(argv, pass_fds=(fd, write_fd))
         os.close(write_fd)
-        worker = Worker(proc, read_fd)
+        worker = Worker(proc, read_fd, backoff)
 
         def on_ready() -> None:
             try:
@@ -112,13 +118,22 @@ class Supervisor:
 
         while not self.draining:
             await asyncio.sleep(0.2)
+            now = time.monotonic()
             for i, worker in enumerate(self.workers):
                 code = worker.proc.poll()
                 if code is None or self.draining:
                     continue
-                multiprocess.mark_process_dead(worker.proc.pid)  # type: ignore[no-untyped-call]
-                self.log.error("worker exited; starting another", pid=worker.proc.pid, status=code)
-                self.workers[i] = self._spawn()
+                if worker.respawn_at is None:
+                    multiprocess.mark_process_dead(worker.proc.pid)  # type: ignore[no-untyped-call]
+                    # A worker that dies young (e.g. cannot load a config broken since start-up)
+                    # is restarted after a doubling delay, not in a tight loop.
+                    young = now - worker.started < _YOUNG
+                    worker.backoff = min(max(worker.backoff * 2, 0.5), _MAX_BACKOFF) if young else 0.0
+                    worker.respawn_at = now + worker.backoff
+                    self.log.error("worker exited; starting another", pid=worker.proc.pid, status=code,
+                                   delay=worker.backoff)
+                if now >= worker.respawn_at:
+                    self.workers[i] = self._spawn(worker.backoff)
 
     async def start(self) -> None:
         o = self.options
