@@ -62,21 +62,26 @@ class Reloader:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.interval)
-            await loop.run_in_executor(None, self.check_config)
-            await loop.run_in_executor(None, self.check_cert)
+            for check in (self.check_config, self.check_cert):
+                try:
+                    await loop.run_in_executor(None, check)
+                except Exception as e:  # a bug here must not end reloading for good
+                    self.log.error("reload check failed", check=check.__name__,
+                                   error=f"{type(e).__name__}: {e}")
 
     def check_config(self) -> bool:
         """Reload the config if it changed; True if a new one is now in force."""
+        fingerprint = configload.fingerprint(self.source.path)  # never raises: errors are hashed in
+        if fingerprint in (self.source.fingerprint, self._failed_fingerprint):
+            return False
         try:
-            fingerprint = configload.fingerprint(self.source.path)
-            if fingerprint in (self.source.fingerprint, self._failed_fingerprint):
-                return False
             configs = self.source.load()
-        except InjectorError as e:
+        except Exception as e:  # ConfigError as a rule; anything else is a loader bug, same effect
             self._failed_fingerprint = fingerprint
             self.metrics.config_failed()
+            error = str(e) if isinstance(e, InjectorError) else f"{type(e).__name__}: {e}"
             self.log.error("config reload failed; the previous config stays in force",
-                           path=str(self.source.path), error=str(e))
+                           path=str(self.source.path), error=error)
             return False
         self._failed_fingerprint = ""
         self.state.configs = configs  # one attribute store: atomic for the loop thread
