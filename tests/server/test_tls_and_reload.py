@@ -251,3 +251,28 @@ def test_request_in_flight_at_shutdown_completes(pki: PKI, config_file: Path) ->
     sock.close()
     idle.close()
     s.stop()
+
+
+def test_config_directory_reloads_on_a_configmap_style_symlink_swap(tmp_path: Path, pki: PKI) -> None:
+    from .helpers import BENCH_CONFIG
+
+    mount = tmp_path / "configmap"
+    mount.mkdir()
+
+    def publish(version: str, text: str) -> None:
+        data = mount / f"..{version}"
+        data.mkdir()
+        (data / "proxy.yaml").write_text(text)
+        (mount / "..data_tmp").symlink_to(data.name)
+        os.replace(mount / "..data_tmp", mount / "..data")
+
+    publish("v1", BENCH_CONFIG)
+    (mount / "proxy.yaml").symlink_to("..data/proxy.yaml")
+    s = start_server(pki, mount)
+    try:
+        assert s.post(make_review())[0] == 200
+        publish("v2", FAILING_CONFIG)  # the kubelet's update: one rename, the file itself untouched
+        wait_metric(s, "sidecar_injector_config_reloads_total", 2, result="success")
+        assert s.post(make_review())[0] == 500  # the new config (whose template fails) is in force
+    finally:
+        s.stop()
