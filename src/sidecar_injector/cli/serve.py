@@ -32,9 +32,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--tls-key", metavar="FILE", help="private key of the serving certificate, PEM")
     p.add_argument("--client-ca", metavar="FILE", help="require client certificates signed by this CA (mTLS)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8443, help="HTTPS webhook port (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8443, metavar="PORT", help="HTTPS webhook port (default: %(default)s)")
     p.add_argument("--metrics-host", metavar="HOST", help="address of the metrics port (default: --host)")
-    p.add_argument("--metrics-port", type=int, default=8080,
+    p.add_argument("--metrics-port", type=int, default=8080, metavar="PORT",
                    help="plain-HTTP port for /metrics, /healthz, /readyz (default: %(default)s)")
     p.add_argument("--on-error", choices=("fail", "allow", "deny"), default="fail",
                    help="when injection fails for a pod: fail = HTTP 500, the webhook's failurePolicy "
