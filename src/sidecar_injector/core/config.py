@@ -16,10 +16,14 @@ apiserver silently drops unknown fields, so a typo like ``restartPolicyy`` must 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from sidecar_injector.core.errors import ConfigError
 from sidecar_injector.core.selector import LabelSelector, parse_selector
@@ -74,6 +78,21 @@ class SidecarConfig:
     selector_text: str = ""
     """The selector in kubectl's syntax, for messages (computed once)."""
     namespaces_text: str = ""
+    static_digest: str = ""
+    """:func:`content_digest` of what it injects, when that is the same for every pod."""
+
+    def parts(self, context: dict[str, Any] | None) -> dict[str, Any]:
+        """Everything this config injects, rendered for one pod (read-only)."""
+        return {
+            "labels": self.labels.render(context, copy=False),
+            "annotations": self.annotations.render(context, copy=False),
+            "initContainers": self.init_containers.render(context, copy=False),
+            "containers": self.containers.render(context, copy=False),
+            "volumes": self.volumes.render(context, copy=False),
+            "volumeMounts": self.volume_mounts.render(context, copy=False),
+            "env": self.env.render(context, copy=False),
+            "imagePullSecrets": self.image_pull_secrets.render(context, copy=False),
+        }
 
     @property
     def has_templates(self) -> bool:
@@ -237,7 +256,7 @@ def parse_config(doc: Any, source: str, *, validate_pod: PodValidator | None = N
             volumes, volume_mounts, env, pull_secrets,
         )
 
-    return SidecarConfig(
+    config = SidecarConfig(
         name=name,
         source=source,
         inject_by_default=inject_by_default,
@@ -255,6 +274,15 @@ def parse_config(doc: Any, source: str, *, validate_pod: PodValidator | None = N
         selector_text=selector.describe() if selector else "",
         namespaces_text=", ".join(sorted(namespaces)),
     )
+    if config.has_templates:
+        return config
+    # Static content: its digest (for the status annotation) is computed once, here.
+    return dataclasses.replace(config, static_digest=content_digest(config.parts(None)))
+
+
+def content_digest(parts: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys) of what one config injects into a pod."""
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _validate_fragments(

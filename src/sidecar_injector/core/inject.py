@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from sidecar_injector.core.config import ConfigSet, SidecarConfig
+from sidecar_injector.core.config import ConfigSet, SidecarConfig, content_digest
 from sidecar_injector.core.errors import InputError
 from sidecar_injector.core.patch import PatchBuilder, is_empty
 from sidecar_injector.core.types import JSONPatchOp, Pod
@@ -224,7 +224,7 @@ def _choose(
         added = {}
         for c, _ in eligible:
             if c.name in chosen:
-                for k, v in c.labels.render(context).items():
+                for k, v in c.labels.render(context, copy=False).items():
                     added.setdefault(k, v)
 
 
@@ -279,18 +279,20 @@ class _Injection:
         self.new_secrets: list[Any] = []
         self.mounts: list[Any] = []
         self.env: list[Any] = []
-        self.rendered: dict[str, Any] = {}
+        self.digests: list[tuple[str, str]] = []
         self.injected: list[str] = []
 
     def add(self, cfg: SidecarConfig, requested: bool) -> None:
         ctx = self.context
-        r_labels = cfg.labels.render(ctx)
-        r_annotations = cfg.annotations.render(ctx)
+        # Labels, annotations, mounts and env are only read here (copied entry by entry where
+        # they land in the pod); containers, volumes and secrets go into the patch as they are.
+        r_labels = cfg.labels.render(ctx, copy=False)
+        r_annotations = cfg.annotations.render(ctx, copy=False)
         r_inits = cfg.init_containers.render(ctx)
         r_containers = cfg.containers.render(ctx)
         r_volumes = cfg.volumes.render(ctx)
-        r_mounts = cfg.volume_mounts.render(ctx)
-        r_env = cfg.env.render(ctx)
+        r_mounts = cfg.volume_mounts.render(ctx, copy=False)
+        r_env = cfg.env.render(ctx, copy=False)
         r_secrets = cfg.image_pull_secrets.render(ctx)
         conflicts: list[str] = []
         for k, v in r_labels.items():
@@ -322,11 +324,14 @@ class _Injection:
                 self.new_secrets.append(sec)
         self.mounts.extend(r_mounts)
         self.env.extend(r_env)
-        self.rendered[cfg.name] = {
-            "labels": r_labels, "annotations": r_annotations, "initContainers": r_inits,
-            "containers": r_containers, "volumes": r_volumes, "volumeMounts": r_mounts,
-            "env": r_env, "imagePullSecrets": r_secrets,
-        }
+        if cfg.static_digest:
+            self.digests.append((cfg.name, cfg.static_digest))
+        else:
+            self.digests.append((cfg.name, content_digest({
+                "labels": r_labels, "annotations": r_annotations, "initContainers": r_inits,
+                "containers": r_containers, "volumes": r_volumes, "volumeMounts": r_mounts,
+                "env": r_env, "imagePullSecrets": r_secrets,
+            })))
         for c in conflicts:
             self.warnings.append(f"config {cfg.name!r}: the pod already has {c}; kept the pod's own")
         msg = ("requested by the pod's annotation" if requested else "injected by default") + (
@@ -346,7 +351,7 @@ class _Injection:
             first = app_containers[0] if app_containers else None
             if isinstance(first, dict) and isinstance(first.get("name"), str):
                 add_annotations[DEFAULT_CONTAINER_ANNOTATION] = first["name"]
-        add_annotations[self.configs.status_key] = _status(already + self.injected, self.rendered, previous_hash)
+        add_annotations[self.configs.status_key] = _status(already + self.injected, self.digests, previous_hash)
         b.merge_map(("metadata",), "labels", self.add_labels)
         b.merge_map(("metadata",), "annotations", add_annotations)
         # Injected init containers (each config's init containers, then its native sidecars) go
@@ -382,16 +387,15 @@ def _add_to_container(b: PatchBuilder, index: int, c: dict[str, Any], mounts: li
     b.insert_items(path, "env", -1, add_env)
 
 
-def _status(names: list[str], rendered: dict[str, Any], previous_hash: str | None) -> str:
+def _status(names: list[str], digests: list[tuple[str, str]], previous_hash: str | None) -> str:
     """The status annotation: the configs injected, and a hash of what this injection added.
 
-    The hash covers the rendered content (canonical JSON, sorted keys), so a reader that
-    re-renders the same configs for the pod can tell whether its sidecars are current. When
-    earlier configs were injected before, their hash is chained in.
+    The hash covers each injected config's rendered content (see ``content_digest``), in
+    order, so a reader that re-renders the same configs for the pod can tell whether its
+    sidecars are current. When earlier configs were injected before, their hash is chained in.
     """
-    payload: Any = rendered if previous_hash is None else [previous_hash, rendered]
-    digest = hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return orjson.dumps({"injected": names, "hash": f"sha256:{digest}"}).decode()
+    payload = orjson.dumps([previous_hash, digests] if previous_hash else digests)
+    return orjson.dumps({"injected": names, "hash": f"sha256:{hashlib.sha256(payload).hexdigest()}"}).decode()
 
 
 __all__ = [

@@ -57,6 +57,9 @@ def strip_empty(value: Any) -> Any:
     return value
 
 
+_POINTERS: dict[tuple[str | int, ...], str] = {}
+
+
 class PatchBuilder:
     """Collects patch operations while building the mutated copy of a document.
 
@@ -74,7 +77,13 @@ class PatchBuilder:
 
     @staticmethod
     def pointer(path: tuple[str | int, ...]) -> str:
-        return "".join("/" + (str(p) if isinstance(p, int) else escape(p)) for p in path)
+        """The JSON pointer of ``path``. Parent paths recur on every request: cached."""
+        cached = _POINTERS.get(path)
+        if cached is None:
+            cached = "".join("/" + (str(p) if isinstance(p, int) else escape(p)) for p in path)
+            if len(_POINTERS) < 4096:
+                _POINTERS[path] = cached
+        return cached
 
     def _writable(self, path: tuple[str | int, ...]) -> Any:
         """Return the container at ``path`` in the mutated copy, copying it first if needed."""
@@ -106,7 +115,7 @@ class PatchBuilder:
         parent = self._writable(path)
         parent[key] = value
         self._copied.add(id(value))  # values we add are ours: no need to copy them again
-        self.ops.append({"op": "add", "path": self.pointer((*path, key)), "value": value})
+        self.ops.append({"op": "add", "path": f"{self.pointer(path)}/{escape(key)}", "value": value})
 
     def merge_map(self, path: tuple[str | int, ...], key: str, entries: dict[str, Any]) -> None:
         """Add ``entries`` to the map ``path/key``, creating the map whole if absent or empty."""
@@ -117,9 +126,10 @@ class PatchBuilder:
             self.set_key(path, key, dict(entries))
             return
         target = self._writable((*path, key))
+        base = f"{self.pointer(path)}/{escape(key)}/"
         for k, v in entries.items():
             target[k] = v
-            self.ops.append({"op": "add", "path": self.pointer((*path, key, k)), "value": v})
+            self.ops.append({"op": "add", "path": base + escape(k), "value": v})
 
     def insert_items(self, path: tuple[str | int, ...], key: str, index: int, items: list[Any]) -> None:
         """Insert ``items`` into the list ``path/key`` at ``index`` (``-1``: at the end).
@@ -135,10 +145,11 @@ class PatchBuilder:
             return
         target = self._writable((*path, key))
         at = len(target) if index < 0 else index
+        base = f"{self.pointer(path)}/{escape(key)}/"
         for offset, item in enumerate(items):
             target.insert(at + offset, item)
             self._copied.add(id(item))
-            self.ops.append({"op": "add", "path": self.pointer((*path, key, at + offset)), "value": item})
+            self.ops.append({"op": "add", "path": f"{base}{at + offset}", "value": item})
 
 
 class PatchError(ValueError):

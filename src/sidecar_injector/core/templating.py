@@ -65,8 +65,12 @@ class Fragment:
         self.has_templates = _contains_template(tree)
         self._tree = _freeze(tree)
 
-    def render(self, context: dict[str, Any] | None) -> Any:
+    def render(self, context: dict[str, Any] | None, *, copy: bool = True) -> Any:
+        """The value for one pod. ``copy=False`` may return the config's own static value:
+        only for callers that read it and never hand it out (labels merged key by key)."""
         if not self.has_templates or context is None:
+            if not copy or not self.static:
+                return self.static if self.static or not copy else type(self.static)()
             if isinstance(self._tree, _Static):
                 return self._tree.copy()
             return clone(self.static)
