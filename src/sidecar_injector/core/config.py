@@ -94,22 +94,8 @@ class SidecarConfig:
             "imagePullSecrets": self.image_pull_secrets.render(context, copy=False),
         }
 
-    @property
-    def has_templates(self) -> bool:
-        return any(
-            f.has_templates
-            for f in (
-                self.labels,
-                self.annotations,
-                self.init_containers,
-                self.containers,
-                self.volumes,
-                self.volume_mounts,
-                self.env,
-                self.image_pull_secrets,
-            )
-        )
-
+    has_templates: bool = False
+    """Whether any value is a template (computed once at load: asked on every request)."""
 
 @dataclass(frozen=True, slots=True)
 class ConfigSet:
@@ -274,8 +260,10 @@ def parse_config(doc: Any, source: str, *, validate_pod: PodValidator | None = N
         selector_text=selector.describe() if selector else "",
         namespaces_text=", ".join(sorted(namespaces)),
     )
-    if config.has_templates:
-        return config
+    fragments = (config.labels, config.annotations, config.init_containers, config.containers,
+                 config.volumes, config.volume_mounts, config.env, config.image_pull_secrets)
+    if any(f.has_templates for f in fragments):
+        return dataclasses.replace(config, has_templates=True)
     # Static content: its digest (for the status annotation) is computed once, here.
     return dataclasses.replace(config, static_digest=content_digest(config.parts(None)))
 

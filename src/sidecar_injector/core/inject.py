@@ -217,8 +217,9 @@ def _choose(
         if not new:
             return chosen
         chosen.update(c.name for c in new)
-        if not any(c.labels.static for c in new):
-            # Nothing chosen in this pass adds a label, so no selector can start matching.
+        if len(chosen) == len(eligible) or not any(c.labels.static for c in new):
+            # All chosen, or nothing chosen in this pass adds a label (so no selector can
+            # start matching): done.
             return chosen
         # Labels as the injection will merge them: the pod's win, then earlier configs'.
         added = {}
