@@ -605,6 +605,35 @@ def test_our_apply_patch_agrees_with_jsonpatch(data: st.DataObject, pod: dict[st
     assert ours == theirs
 
 
+def _vandalise(value: Any, seen: set[int]) -> None:
+    """Mutate every dict and list reachable from ``value`` in place."""
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, dict):
+        for v in list(value.values()):
+            _vandalise(v, seen)
+        value["vandalised"] = True
+    elif isinstance(value, list):
+        for v in list(value):
+            _vandalise(v, seen)
+        value.append("vandalised")
+
+
+@QUICK_SETTINGS
+@given(pod=pods(), docs=config_docs(), namespace=st.sampled_from(NAMESPACES))
+def test_results_share_nothing_with_the_configs(pod: dict[str, Any], docs: list[Any], namespace: str) -> None:
+    """A caller may modify what inject() returns (the pod and the patch) without changing what
+    the next request gets: nothing in a result is the loaded config's own object."""
+    configs = load(docs)
+    first = inject(wire(pod), namespace, configs)
+    reference = (wire(first.patch), wire(first.pod))
+    _vandalise(first.pod, set())
+    _vandalise(first.patch, set())
+    again = inject(wire(pod), namespace, configs)
+    assert (wire(again.patch), wire(again.pod)) == reference
+
+
 # ---------------------------------------------------------------------------- a reference model
 
 _JINJA = None
