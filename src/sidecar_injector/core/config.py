@@ -105,6 +105,8 @@ class ConfigSet:
     prefix: str = DEFAULT_PREFIX
     by_name: Mapping[str, SidecarConfig] = field(default_factory=dict)
     defaults: tuple[SidecarConfig, ...] = ()
+    order: Mapping[str, int] = field(default_factory=dict)
+    """Load position by name, to report decisions in load order."""
 
     @classmethod
     def of(cls, configs: Iterable[SidecarConfig], prefix: str = DEFAULT_PREFIX) -> ConfigSet:
@@ -116,7 +118,8 @@ class ConfigSet:
                     f"{c.source}: metadata.name: {c.name!r} is already defined in {by_name[c.name].source}"
                 )
             by_name[c.name] = c
-        return cls(configs, prefix, by_name, tuple(c for c in configs if c.inject_by_default))
+        defaults = tuple(c for c in configs if c.inject_by_default)
+        return cls(configs, prefix, by_name, defaults, {c.name: i for i, c in enumerate(configs)})
 
     # The pod annotation keys, derived from the prefix.
     @property

@@ -236,8 +236,10 @@ def _skip(pod: Pod, configs: ConfigSet, reason: str, message: str) -> InjectionR
 
 def _ordered(decisions: list[ConfigDecision], configs: ConfigSet) -> tuple[ConfigDecision, ...]:
     """Decisions in load order, then unknown names, for stable output."""
-    order = {c.name: i for i, c in enumerate(configs.configs)}
-    return tuple(sorted(decisions, key=lambda d: order.get(d.config, len(order))))
+    if len(decisions) < 2:
+        return tuple(decisions)
+    order, last = configs.order, len(configs.order)
+    return tuple(sorted(decisions, key=lambda d: order.get(d.config, last)))
 
 
 def _names(items: Any) -> set[str]:
