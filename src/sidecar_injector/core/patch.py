@@ -113,8 +113,10 @@ class PatchBuilder:
     def set_key(self, path: tuple[str | int, ...], key: str, value: Any) -> None:
         """``add`` a key to an existing object (replaces the value if present)."""
         parent = self._writable(path)
+        # The op and the mutated document share ``value``; it is not marked as copied, so a
+        # later write below it (e.g. labels into a metadata we created) copies it first and
+        # the recorded op keeps the value it was recorded with.
         parent[key] = value
-        self._copied.add(id(value))  # values we add are ours: no need to copy them again
         self.ops.append({"op": "add", "path": f"{self.pointer(path)}/{escape(key)}", "value": value})
 
     def merge_map(self, path: tuple[str | int, ...], key: str, entries: dict[str, Any]) -> None:
@@ -148,7 +150,6 @@ class PatchBuilder:
         base = f"{self.pointer(path)}/{escape(key)}/"
         for offset, item in enumerate(items):
             target.insert(at + offset, item)
-            self._copied.add(id(item))
             self.ops.append({"op": "add", "path": f"{base}{at + offset}", "value": item})
 
 
