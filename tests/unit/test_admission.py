@@ -73,6 +73,11 @@ def test_namespace_comes_from_the_request_and_falls_back_to_the_object() -> None
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}', "uid is missing"),
         (review_body(None), "request.object is missing"),
         (review_body({"metadata": {}, "spec": {"containers": "nope"}}), "no spec.containers"),
+        (review_body({"metadata": False, "spec": {"containers": []}}), "metadata is a bool, not an object"),
+        (review_body({"metadata": {"labels": ["a"]}, "spec": {"containers": []}}), "metadata.labels is a list"),
+        (review_body({"spec": {"containers": [{"name": "a", "volumeMounts": 5}]}}),
+         r"spec.containers\[0\].volumeMounts is a int, not a list"),
+        (review_body({"spec": {"containers": [], "volumes": {}}}), "spec.volumes is a dict, not a list"),
     ],
 )
 def test_malformed_reviews_are_invalid_with_a_reason(body: bytes, reason: str) -> None:

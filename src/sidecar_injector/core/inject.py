@@ -76,6 +76,20 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _field(obj: dict[str, Any], key: str, typ: type, where: str) -> Any:
+    """``obj[key]`` if it has the type a pod's field has, empty if absent or null.
+
+    Anything else is not a pod the apiserver would send, and patching around it could
+    overwrite it: the request is refused as the client's error (HTTP 400), never patched.
+    """
+    value = obj.get(key)
+    if value is None:
+        return typ()
+    if not isinstance(value, typ):
+        raise InputError(f"{where} is a {type(value).__name__}, not {'an object' if typ is dict else 'a list'}")
+    return value
+
+
 def _csv(value: Any) -> list[str]:
     if not isinstance(value, str):
         return []
@@ -106,9 +120,9 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
     """
     if not isinstance(pod, dict):
         raise InputError("the object is not a mapping")
-    meta = as_dict(pod.get("metadata"))
-    annotations = as_dict(meta.get("annotations"))
-    labels = as_dict(meta.get("labels"))
+    meta = _field(pod, "metadata", dict, "metadata")
+    annotations = _field(meta, "annotations", dict, "metadata.annotations")
+    labels = _field(meta, "labels", dict, "metadata.labels")
 
     if MIRROR_ANNOTATION in annotations:
         return _skip(pod, configs, MIRROR_POD, "mirror pods (static pods) are managed by the kubelet")
@@ -262,6 +276,13 @@ class _Injection:
         spec = pod.get("spec")
         if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
             raise InputError("the pod has no spec.containers list")
+        for key in ("initContainers", "volumes", "imagePullSecrets"):
+            _field(spec, key, list, f"spec.{key}")
+        for i, c in enumerate(spec["containers"]):
+            if not isinstance(c, dict):
+                raise InputError(f"spec.containers[{i}] is not an object")
+            _field(c, "volumeMounts", list, f"spec.containers[{i}].volumeMounts")
+            _field(c, "env", list, f"spec.containers[{i}].env")
         meta = as_dict(pod.get("metadata"))
         self.pod = pod
         self.configs = configs
