@@ -24,6 +24,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from sidecar_injector import certs
+
 from . import pki
 from .controlplane import free_ports, on_terminate, tail
 
@@ -31,23 +33,14 @@ START_TIMEOUT = 30.0
 
 
 def make_ca() -> tuple[bytes, bytes]:
-    """The webhook CA. The project's own ``sidecar_injector.certs`` is used when it exists, so
-    the e2e tests exercise the certificates users get; ``pki`` stands in until then."""
-    try:
-        from sidecar_injector import certs
-    except ImportError:
-        return pki.make_ca("sidecar-injector-e2e-webhook-ca")
+    """The webhook CA, from the project's own ``sidecar_injector.certs``: the e2e tests
+    exercise the certificates users get."""
     return certs.generate_ca(common_name="sidecar-injector-e2e-webhook-ca", days=7)
 
 
 def issue_serving_cert(ca_cert: bytes, ca_key: bytes) -> tuple[bytes, bytes]:
     """A serving certificate whose SANs cover the ``url`` the apiserver dials (127.0.0.1)."""
-    dns, ips = ["localhost"], ["127.0.0.1"]
-    try:
-        from sidecar_injector import certs
-    except ImportError:
-        return pki.make_leaf(ca_cert, ca_key, "localhost", dns_names=dns, ip_addresses=ips)
-    return certs.issue_serving_cert(ca_cert, ca_key, dns_names=dns, ip_addresses=ips, days=7)
+    return certs.issue_serving_cert(ca_cert, ca_key, dns_names=["localhost"], ip_addresses=["127.0.0.1"], days=7)
 
 
 def write_secret_dir(directory: Path, files: dict[str, bytes]) -> None:

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from sidecar_injector import certs
+
 
 def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
@@ -37,36 +39,8 @@ def _validity(days: int) -> tuple[datetime.datetime, datetime.datetime]:
 
 
 def make_ca(common_name: str, days: int = 7) -> tuple[bytes, bytes]:
-    """A self-signed CA: (cert_pem, key_pem)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    not_before, not_after = _validity(days)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    """A self-signed CA: (cert_pem, key_pem), the project's own (``sidecar_injector.certs``)."""
+    return certs.generate_ca(common_name=common_name, days=days)
 
 
 def make_leaf(
