@@ -242,3 +242,19 @@ def test_many_concurrent_connections_and_a_slow_client_blocks_no_one(server: Run
     assert slow.recv(100).startswith(b"HTTP/1.1 408 ")
     slow.close()
     assert server.metric("sidecar_injector_injection_failure_total", reason="request-timeout") == 1
+
+
+def test_annotation_prefix_is_configurable(pki: PKI, config_file: Path) -> None:
+    server = start_server(pki, config_file, prefix="mesh.example.com")
+    try:
+        pod = make_review()["request"]["object"]
+        pod["metadata"]["annotations"] = {"sidecar-injector.io/inject": "false"}  # another prefix: not ours
+        status, body, _ = server.post(make_review(pod=pod))
+        patch = json.loads(base64.b64decode(json.loads(body)["response"]["patch"]))
+        assert status == 200 and any(op["path"].startswith("/metadata/annotations") for op in patch)
+        assert any(op["path"] == "/metadata/annotations/mesh.example.com~1status" for op in patch)
+        pod["metadata"]["annotations"] = {"mesh.example.com/inject": "false"}
+        status, body, _ = server.post(make_review(pod=pod))
+        assert status == 200 and "patch" not in json.loads(body)["response"]
+    finally:
+        server.stop()

@@ -8,7 +8,9 @@ import sys
 from typing import Any
 
 from sidecar_injector.configload import BUILTIN_EXAMPLE
+from sidecar_injector.core.config import DEFAULT_PREFIX
 from sidecar_injector.core.errors import InjectorError
+from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 
 
 class UsageError(InjectorError):
@@ -40,6 +42,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="when injection fails for a pod: fail = HTTP 500, the webhook's failurePolicy "
                         "decides; allow = admit unchanged with a warning; deny = reject the pod "
                         "(default: %(default)s)")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX,
+                   help="annotation and label prefix pods use (default: %(default)s)")
+    p.add_argument("--kube-version", default=DEFAULT_KUBE_VERSION,
+                   help="Kubernetes version whose schemas configs are validated against (default: %(default)s)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                    help="info logs one line per admission (default: %(default)s)")
     p.add_argument("--reload-interval", type=float, default=5.0, metavar="SECONDS",
@@ -107,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     options = Options(
         config=config, tls_cert=cert, tls_key=key, client_ca=args.client_ca, host=args.host,
         port=args.port, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
-        on_error=args.on_error, reload_interval=args.reload_interval, drain_delay=args.drain_delay,
+        on_error=args.on_error, prefix=args.prefix, kube_version=args.kube_version,
+        reload_interval=args.reload_interval, drain_delay=args.drain_delay,
         shutdown_timeout=args.shutdown_timeout,
         limits=Limits(idle_timeout=args.idle_timeout, request_timeout=args.request_timeout),
     )
@@ -126,12 +133,13 @@ def _supervise(args: argparse.Namespace, options: Any, log: Any) -> int:
     from sidecar_injector.server.workers import run_workers, worker_command
 
     # Fail here, once, with one line, rather than in every worker.
-    load_configs(options.config)
+    load_configs(options.config, prefix=options.prefix, kube_version=options.kube_version)
     server_context(options.tls_cert, options.tls_key, options.client_ca)
     argv = [
         "serve", "--config", str(options.config), "--tls-cert", options.tls_cert,
         "--tls-key", options.tls_key, "--host", args.host, "--port", str(args.port),
         "--on-error", args.on_error, "--log-level", args.log_level,
+        "--prefix", args.prefix, "--kube-version", args.kube_version,
         "--reload-interval", str(args.reload_interval), "--drain-delay", str(args.drain_delay),
         "--shutdown-timeout", str(args.shutdown_timeout), "--idle-timeout", str(args.idle_timeout),
         "--request-timeout", str(args.request_timeout),

@@ -16,8 +16,9 @@ import asyncio
 from pathlib import Path
 
 from sidecar_injector import configload
-from sidecar_injector.core.config import ConfigSet
+from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import InjectorError
+from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.server.app import State
 from sidecar_injector.server.logs import JsonLog
 from sidecar_injector.server.metrics import Metrics
@@ -29,14 +30,17 @@ __all__ = ["ConfigSource", "Reloader"]
 class ConfigSource:
     """A config file or directory and the fingerprint of the version in force."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, prefix: str = DEFAULT_PREFIX,
+                 kube_version: str = DEFAULT_KUBE_VERSION) -> None:
         self.path = path
+        self.prefix = prefix
+        self.kube_version = kube_version
         self.fingerprint = ""
 
     def load(self) -> ConfigSet:
         """Load (raises ConfigError) and remember what was loaded."""
         before = configload.fingerprint(self.path)
-        configs = configload.load_configs(self.path)
+        configs = configload.load_configs(self.path, prefix=self.prefix, kube_version=self.kube_version)
         # Changed again while loading: keep the result, but make the next poll look again.
         self.fingerprint = before if configload.fingerprint(self.path) == before else ""
         return configs

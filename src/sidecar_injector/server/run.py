@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar_injector.core.admission import OnError
+from sidecar_injector.core.config import DEFAULT_PREFIX
 from sidecar_injector.core.errors import InjectorError
+from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.server.app import State, WebhookApp
 from sidecar_injector.server.http import Connections, HttpProtocol, Limits
 from sidecar_injector.server.logs import JsonLog
@@ -53,6 +55,10 @@ class Options:
     """Defaults to ``host``."""
     metrics_port: int = 8080
     on_error: OnError = "fail"
+    prefix: str = DEFAULT_PREFIX
+    """The annotation prefix (``sidecar-injector.io``)."""
+    kube_version: str = DEFAULT_KUBE_VERSION
+    """Kubernetes version whose schemas configs are validated against."""
     reload_interval: float = 5.0
     drain_delay: float = 5.0
     shutdown_timeout: float = 15.0
@@ -83,7 +89,7 @@ class Server:
         self.options = options
         self.log = log
         self.metrics = Metrics()
-        self.source = ConfigSource(options.config)
+        self.source = ConfigSource(options.config, prefix=options.prefix, kube_version=options.kube_version)
         # Load everything before listening: a server that listens is a server that is ready.
         configs = self.source.load()
         self.metrics.config_loaded(len(configs.configs))
