@@ -19,7 +19,7 @@ import orjson
 
 from sidecar_injector.core.config import ConfigSet, SidecarConfig, content_digest
 from sidecar_injector.core.errors import InputError
-from sidecar_injector.core.patch import PatchBuilder, is_empty
+from sidecar_injector.core.patch import PatchBuilder
 from sidecar_injector.core.types import JSONPatchOp, Pod
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -427,5 +427,4 @@ __all__ = [
     "InjectionResult",
     "inject",
     "injected_names",
-    "is_empty",
 ]

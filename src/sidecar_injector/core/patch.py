@@ -31,11 +31,6 @@ def unescape(token: str) -> str:
     return token.replace("~1", "/").replace("~0", "~")
 
 
-def is_empty(value: Any) -> bool:
-    """True where the apiserver's ``omitempty`` encoding would drop the field."""
-    return value is None or ((isinstance(value, (list, dict, str))) and len(value) == 0)
-
-
 # Pod fields that are Go maps: encoded with omitempty, so an empty one is absent. Empty
 # objects elsewhere are structs (``emptyDir: {}``), which Go's encoder keeps.
 _MAP_FIELDS = frozenset({"labels", "annotations", "nodeSelector", "limits", "requests", "overhead", "matchLabels"})
@@ -97,41 +92,41 @@ class PatchBuilder:
             node = child
         return node
 
-    def get(self, path: tuple[str | int, ...]) -> Any:
-        node: Any = self.root
-        for token in path:
-            if isinstance(node, dict):
-                node = node.get(token)
-            elif isinstance(node, list) and isinstance(token, int) and token < len(node):
-                node = node[token]
-            else:
-                return None
-            if node is None:
-                return None
-        return node
-
     def set_key(self, path: tuple[str | int, ...], key: str, value: Any) -> None:
         """``add`` a key to an existing object (replaces the value if present)."""
-        parent = self._writable(path)
+        self._set(self._writable(path), path, key, value)
+
+    def _set(self, parent: Any, path: tuple[str | int, ...], key: str, value: Any) -> None:
         # The op and the mutated document share ``value``; it is not marked as copied, so a
         # later write below it (e.g. labels into a metadata we created) copies it first and
         # the recorded op keeps the value it was recorded with.
         parent[key] = value
-        self.ops.append({"op": "add", "path": f"{self.pointer(path)}/{escape(key)}", "value": value})
+        self.ops.append({"op": "add", "path": self.pointer((*path, key)), "value": value})
+
+    def _own(self, parent: Any, key: str, current: Any) -> Any:
+        """``parent[key]`` (``current``) made safe to write: copied once."""
+        if id(current) in self._copied:
+            return current
+        current = dict(current) if isinstance(current, dict) else list(current)
+        parent[key] = current
+        self._copied.add(id(current))
+        return current
 
     def merge_map(self, path: tuple[str | int, ...], key: str, entries: dict[str, Any]) -> None:
         """Add ``entries`` to the map ``path/key``, creating the map whole if absent or empty."""
         if not entries:
             return
-        current = self.get((*path, key))
-        if is_empty(current) or not isinstance(current, dict):
-            self.set_key(path, key, dict(entries))
+        parent = self._writable(path)
+        current = parent.get(key)
+        if not current or not isinstance(current, dict):
+            self._set(parent, path, key, dict(entries))
             return
-        target = self._writable((*path, key))
-        base = f"{self.pointer(path)}/{escape(key)}/"
+        target = self._own(parent, key, current)
+        base = self.pointer((*path, key)) + "/"
+        ops = self.ops
         for k, v in entries.items():
             target[k] = v
-            self.ops.append({"op": "add", "path": base + escape(k), "value": v})
+            ops.append({"op": "add", "path": base + escape(k), "value": v})
 
     def insert_items(self, path: tuple[str | int, ...], key: str, index: int, items: list[Any]) -> None:
         """Insert ``items`` into the list ``path/key`` at ``index`` (``-1``: at the end).
@@ -141,16 +136,18 @@ class PatchBuilder:
         """
         if not items:
             return
-        current = self.get((*path, key))
-        if is_empty(current) or not isinstance(current, list):
-            self.set_key(path, key, list(items))
+        parent = self._writable(path)
+        current = parent.get(key)
+        if not current or not isinstance(current, list):
+            self._set(parent, path, key, list(items))
             return
-        target = self._writable((*path, key))
+        target = self._own(parent, key, current)
         at = len(target) if index < 0 else index
-        base = f"{self.pointer(path)}/{escape(key)}/"
+        base = self.pointer((*path, key)) + "/"
+        ops = self.ops
         for offset, item in enumerate(items):
             target.insert(at + offset, item)
-            self.ops.append({"op": "add", "path": f"{base}{at + offset}", "value": item})
+            ops.append({"op": "add", "path": f"{base}{at + offset}", "value": item})
 
 
 class PatchError(ValueError):
