@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,17 @@ def load_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
     except (kubernetes.config.ConfigException, OSError) as e:
         raise BootstrapError(f"cannot configure a Kubernetes client: {e}") from None
     return kubernetes.client.ApiClient(config)
+
+
+def _write(ref: str, what: str, call: Callable[[], object]) -> None:
+    """One conditional write (the body carries the resourceVersion read): a 409 means another
+    run wrote first, so the caller starts over from a fresh read."""
+    try:
+        call()
+    except ApiException as e:
+        if e.status == 409:
+            raise _Conflict(ref) from None
+        raise BootstrapError(f"cannot update {what}: {_describe(e)}") from None
 
 
 def _describe(e: ApiException) -> str:
@@ -203,18 +214,9 @@ def _apply_once(
             # webhooks merge by name in a strategic-merge patch: only caBundle changes.
             "webhooks": [{"name": w["name"], "clientConfig": {"caBundle": _b64(the_plan.ca_bundle)}} for w in webhooks],
         }
-        try:
-            admission.patch_mutating_webhook_configuration(
-                webhook_config,
-                body,
-                field_manager=_FIELD_MANAGER,
-                _content_type=_STRATEGIC,
-                _preload_content=False,
-            )
-        except ApiException as e:
-            if e.status == 409:
-                raise _Conflict(webhook_ref) from None
-            raise BootstrapError(f"cannot update the caBundle of {webhook_ref}: {_describe(e)}") from None
+        _write(webhook_ref, f"the caBundle of {webhook_ref}", lambda: admission.patch_mutating_webhook_configuration(
+            webhook_config, body, field_manager=_FIELD_MANAGER, _content_type=_STRATEGIC, _preload_content=False,
+        ))
         log.info("updated the caBundle of %s (%d CA certificate(s))", webhook_ref, _count(the_plan.ca_bundle))
 
     def write_secret() -> None:
@@ -222,19 +224,9 @@ def _apply_once(
             "metadata": {"resourceVersion": secret_obj["metadata"]["resourceVersion"]},
             "data": {k: _b64(v) for k, v in the_plan.secret_data.items()},
         }
-        try:
-            core.patch_namespaced_secret(
-                secret,
-                namespace,
-                body,
-                field_manager=_FIELD_MANAGER,
-                _content_type=_STRATEGIC,
-                _preload_content=False,
-            )
-        except ApiException as e:
-            if e.status == 409:
-                raise _Conflict(secret_ref) from None
-            raise BootstrapError(f"cannot update {secret_ref}: {_describe(e)}") from None
+        _write(secret_ref, secret_ref, lambda: core.patch_namespaced_secret(
+            secret, namespace, body, field_manager=_FIELD_MANAGER, _content_type=_STRATEGIC, _preload_content=False,
+        ))
         log.info("updated %s", secret_ref)
 
     writes = []
