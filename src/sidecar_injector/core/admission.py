@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
+from sidecar_injector.core import skeleton
 from sidecar_injector.core.config import ConfigSet
 from sidecar_injector.core.errors import InjectionError, InputError, InvalidReview
 from sidecar_injector.core.inject import InjectionResult, inject
@@ -95,6 +96,10 @@ def parse(body: bytes) -> tuple[str, dict[str, Any]]:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise InvalidReview(f"request body is not JSON: {e}") from None
+    return _check(doc)
+
+
+def _check(doc: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(doc, dict):
         raise InvalidReview("request body is not a JSON object")
     api_version = doc.get("apiVersion")
@@ -118,7 +123,8 @@ def _body(api_version: str, response: dict[str, Any]) -> bytes:
 
 def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> ReviewResult:
     """Answer one AdmissionReview. Raises :class:`InvalidReview` for the client's mistakes."""
-    api_version, request = parse(body)
+    doc = None if configs.has_templates else skeleton.decode(body)
+    api_version, request = parse(body) if doc is None else _check(doc)
     uid: str = request["uid"]
     operation = request.get("operation")
     operation = operation if isinstance(operation, str) else ""

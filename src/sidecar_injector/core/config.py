@@ -107,6 +107,8 @@ class ConfigSet:
     defaults: tuple[SidecarConfig, ...] = ()
     order: Mapping[str, int] = field(default_factory=dict)
     """Load position by name, to report decisions in load order."""
+    has_templates: bool = False
+    """Whether any config has a template (which may read any field of the pod)."""
 
     @classmethod
     def of(cls, configs: Iterable[SidecarConfig], prefix: str = DEFAULT_PREFIX) -> ConfigSet:
@@ -119,7 +121,8 @@ class ConfigSet:
                 )
             by_name[c.name] = c
         defaults = tuple(c for c in configs if c.inject_by_default)
-        return cls(configs, prefix, by_name, defaults, {c.name: i for i, c in enumerate(configs)})
+        order = {c.name: i for i, c in enumerate(configs)}
+        return cls(configs, prefix, by_name, defaults, order, any(c.has_templates for c in configs))
 
     # The pod annotation keys, derived from the prefix.
     @property
