@@ -13,8 +13,7 @@ exactly what the webhook sends. Two error channels (as in kopf):
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -33,9 +32,8 @@ _WARNING_MAX = 256
 _WARNINGS_TOTAL = 3072
 
 
-@dataclass(frozen=True, slots=True)
-class ReviewResult:
-    """What to send back, plus what the server logs and counts."""
+class ReviewResult(NamedTuple):
+    """What to send back, plus what the server logs and counts (a NamedTuple: one per request)."""
 
     status: int
     body: bytes

@@ -124,18 +124,21 @@ class ConfigSet:
         order = {c.name: i for i, c in enumerate(configs)}
         return cls(configs, prefix, by_name, defaults, order, any(c.has_templates for c in configs))
 
-    # The pod annotation keys, derived from the prefix.
-    @property
-    def inject_key(self) -> str:
-        return f"{self.prefix}/inject"
+    # Derived once (every request reads them): the pod annotation keys, the default configs'
+    # names, and the configs a pod gets only by asking for them.
+    inject_key: str = field(init=False, default="")
+    exclude_key: str = field(init=False, default="")
+    status_key: str = field(init=False, default="")
+    default_names: frozenset[str] = field(init=False, default=frozenset())
+    optional: tuple[SidecarConfig, ...] = field(init=False, default=())
 
-    @property
-    def exclude_key(self) -> str:
-        return f"{self.prefix}/exclude"
-
-    @property
-    def status_key(self) -> str:
-        return f"{self.prefix}/status"
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: set the derived fields once, here
+        set_(self, "inject_key", f"{self.prefix}/inject")
+        set_(self, "exclude_key", f"{self.prefix}/exclude")
+        set_(self, "status_key", f"{self.prefix}/status")
+        set_(self, "default_names", frozenset(c.name for c in self.defaults))
+        set_(self, "optional", tuple(c for c in self.configs if not c.inject_by_default))
 
 
 def parse_configs(

@@ -12,7 +12,6 @@ any container or volume the pod already has by name is kept and that one item sk
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
@@ -59,8 +58,9 @@ class ConfigDecision(NamedTuple):
         return self.reason == INJECTED
 
 
-@dataclass(frozen=True, slots=True)
-class InjectionResult:
+class InjectionResult(NamedTuple):
+    """What :func:`inject` did to one pod (a NamedTuple: one is made per request)."""
+
     pod: Pod
     """The mutated copy (the input itself when nothing changed)."""
     patch: list[JSONPatchOp]
@@ -68,7 +68,7 @@ class InjectionResult:
     warnings: tuple[str, ...] = ()
     skip_reason: str = ""
     """Why nothing was injected (empty when something was)."""
-    injected: tuple[str, ...] = field(default=())
+    injected: tuple[str, ...] = ()
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -127,14 +127,11 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
     if MIRROR_ANNOTATION in annotations:
         return _skip(pod, configs, MIRROR_POD, "mirror pods (static pods) are managed by the kubelet")
 
-    inject_value = annotations.get(configs.inject_key)
-    opt_out = [
-        src
-        for src, value in (("annotation", inject_value), ("label", labels.get(configs.inject_key)))
-        if isinstance(value, str) and value.strip().lower() == "false"
-    ]
-    if opt_out:
-        return _skip(pod, configs, OPTED_OUT, f"the pod opted out with the {opt_out[0]} {configs.inject_key}=false")
+    inject_key = configs.inject_key
+    inject_value = annotations.get(inject_key)
+    for src, value in (("annotation", inject_value), ("label", labels.get(inject_key))):
+        if isinstance(value, str) and value.strip().lower() == "false":
+            return _skip(pod, configs, OPTED_OUT, f"the pod opted out with the {src} {inject_key}=false")
 
     requested = [n for n in _csv(inject_value) if n.lower() != "true"]
     excluded = set(_csv(annotations.get(configs.exclude_key)))
@@ -151,7 +148,7 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
                 warnings.append(f"config {c.name!r} is both requested and excluded; excluded wins")
         else:
             candidates.append((c, c.name in requested))
-    seen = {c.name for c in configs.defaults}
+    seen = set(configs.default_names)
     for name in requested:
         if name in seen:
             continue
@@ -167,11 +164,12 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
         else:
             candidates.append((cfg, True))
     not_requested = f"not injected by default and not named in {configs.inject_key}"
-    for c in configs.configs:
+    for c in configs.optional:
         if c.name not in seen:
             decisions.append(ConfigDecision(c.name, NOT_REQUESTED, not_requested))
-    for name in sorted(excluded - set(configs.by_name)):
-        warnings.append(f"config {name!r} named in {configs.exclude_key} does not exist")
+    if excluded:
+        for name in sorted(excluded - set(configs.by_name)):
+            warnings.append(f"config {name!r} named in {configs.exclude_key} does not exist")
 
     eligible: list[tuple[SidecarConfig, bool]] = []
     for c, req in candidates:
@@ -417,9 +415,21 @@ def _status(names: list[str], digests: list[tuple[str, str]], previous_hash: str
     The hash covers each injected config's rendered content (see ``content_digest``), in
     order, so a reader that re-renders the same configs for the pod can tell whether its
     sidecars are current. When earlier configs were injected before, their hash is chained in.
+    For static configs the same few annotations recur on every pod: they are memoised.
     """
-    payload = orjson.dumps([previous_hash, digests] if previous_hash else digests)
-    return orjson.dumps({"injected": names, "hash": f"sha256:{hashlib.sha256(payload).hexdigest()}"}).decode()
+    key = (tuple(names), tuple(digests), previous_hash)
+    cached = _STATUS_CACHE.get(key)
+    if cached is None:
+        payload = orjson.dumps([previous_hash, digests] if previous_hash else digests)
+        digest = hashlib.sha256(payload).hexdigest()
+        cached = orjson.dumps({"injected": names, "hash": f"sha256:{digest}"}).decode()
+        if len(_STATUS_CACHE) >= 1024:  # templated configs give a new key per pod: stay small
+            _STATUS_CACHE.clear()
+        _STATUS_CACHE[key] = cached
+    return cached
+
+
+_STATUS_CACHE: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None], str] = {}
 
 
 __all__ = [
