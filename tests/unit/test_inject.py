@@ -234,8 +234,7 @@ def test_a_pod_without_containers_is_an_input_error() -> None:
         inject({"metadata": {}, "spec": {}}, "ns", cs)
 
 
-def test_cost_is_linear_not_quadratic_in_configs_loaded() -> None:
-    # Not a timing assertion: count the decisions made, which is what drives the cost.
+def test_every_loaded_config_gets_exactly_one_decision() -> None:
     many = [cfg(f"c{i}", injectByDefault=i % 2 == 0, containers=[{"name": f"c{i}", "image": "x"}],
                 selector={"matchLabels": {"never": "matches"}}) for i in range(100)]
     r = inject(pod(), "ns", configs(*many, validate=False))

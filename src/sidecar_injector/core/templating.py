@@ -68,13 +68,17 @@ class Fragment:
     def render(self, context: dict[str, Any] | None, *, copy: bool = True) -> Any:
         """The value for one pod. ``copy=False`` may return the config's own static value:
         only for callers that read it and never hand it out (labels merged key by key)."""
-        if not self.has_templates or context is None:
-            if not copy or not self.static:
-                return self.static if self.static or not copy else type(self.static)()
-            if isinstance(self._tree, _Static):
-                return self._tree.copy()
-            return clone(self.static)
-        return _render(self._tree, context)
+        if self.has_templates:
+            if context is None:
+                raise ValueError(f"{self.static!r} has templates: rendering it needs the pod's context")
+            return _render(self._tree, context)
+        if not copy:
+            return self.static
+        if not self.static:  # an empty list or map: no need to decode anything
+            return type(self.static)()
+        # A template-free dict or list is frozen to pre-encoded JSON (see _freeze).
+        assert isinstance(self._tree, _Static)
+        return self._tree.copy()
 
 
 def is_template(value: str) -> bool:
@@ -122,12 +126,3 @@ def _render(tree: Any, context: dict[str, Any]) -> Any:
     if isinstance(tree, list):
         return [_render(v, context) for v in tree]
     return tree
-
-
-def clone(value: Any) -> Any:
-    """Deep copy of a JSON-like tree (dicts, lists, scalars), faster than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {k: clone(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clone(v) for v in value]
-    return value
