@@ -494,8 +494,9 @@ def main() -> None:
         cmd = [f"{venv}/bin/python", __file__, "--json", "--seconds", str(args.seconds)]
         cmd += [x for o in args.only for x in ("--only", o)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        for r in json.loads(out):
-            if "skipped" not in r or r["dist"] not in rows:
+        for r in json.loads(out):  # a measured row beats a skipped one, an installed one a missing one
+            mine = rows.get(r["dist"])
+            if mine is None or ("skipped" in mine and ("skipped" not in r or "version" not in mine)):
                 rows[r["dist"]] = r
     ordered = [rows[c.dist] for c in CANDIDATES if c.dist in rows]
     if args.json:
