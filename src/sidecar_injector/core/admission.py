@@ -3,8 +3,10 @@
 The server and ``sidecar-injector review`` call :func:`review`, so what the CLI prints is
 exactly what the webhook sends. Two error channels (as in kopf):
 
-- a request that is not a usable AdmissionReview is the client's fault: :class:`InvalidReview`,
-  which the server turns into HTTP 400 with the message;
+- a request that is not a usable AdmissionReview, or whose pod is not usable (a field
+  injection reads has the wrong type: :mod:`core.podshape`), is the client's fault:
+  :class:`InvalidReview`, which the server turns into HTTP 400 with the message, whatever
+  the config and ``on_error``;
 - a failure while injecting one pod (a template, a bug) is ours: answered per ``on_error``:
   ``fail`` -> HTTP 500 (the webhook's failurePolicy decides), ``allow`` -> admitted without
   a patch and with a warning, ``deny`` -> ``allowed: false`` (rejected whatever the policy).
@@ -13,11 +15,13 @@ exactly what the webhook sends. Two error channels (as in kopf):
 from __future__ import annotations
 
 import base64
+import json
+import sys
 from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from sidecar_injector.core import skeleton
+from sidecar_injector.core import podshape, skeleton
 from sidecar_injector.core.config import ConfigSet
 from sidecar_injector.core.errors import InjectionError, InputError, InvalidReview
 from sidecar_injector.core.inject import InjectionResult, inject
@@ -30,6 +34,15 @@ API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 _WARNING_PREFIX = "sidecar-injector: "
 _WARNING_MAX = 256
 _WARNINGS_TOTAL = 3072
+
+UID_MAX = 256
+"""Longest ``request.uid`` accepted. Kubernetes UIDs are 36-character UUIDs; the uid is echoed
+in the answer and logged, so an unbounded one would be N bytes in, N bytes of log."""
+DEPTH_MAX = 1024
+"""Deepest JSON nesting accepted: orjson's own limit, which every path keeps (the partial
+decode gives up earlier, at msgspec's recursion limit, and leaves those to the full one)."""
+_SHOWN = 60
+"""How much of a client's string an error message quotes."""
 
 
 class ReviewResult(NamedTuple):
@@ -86,6 +99,69 @@ def _is_pod(request: dict[str, Any]) -> bool:
     )
 
 
+def _show(value: Any) -> str:
+    """A client's value in an error message: a clipped quoted string, or only its type.
+
+    Never ``repr()`` of a structure: a ``kind`` nested 1,000 deep made that a RecursionError
+    (and a 500), and a 5 MB one a 5 MB message.
+    """
+    if isinstance(value, str):
+        return repr(value if len(value) <= _SHOWN else value[:_SHOWN] + "...")
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _lenient_int(text: str) -> int | float:
+    # As orjson reads integers past 64 bits: as floats (and no quadratic int() of a long text).
+    return int(text) if len(text) < 19 else float(text)
+
+
+def _usable(doc: Any) -> bool:
+    """True if ``doc`` is nested at most :data:`DEPTH_MAX` deep and every string (and key) is
+    encodable: orjson refuses both, the standard library's parser neither (a lone ``\\ud800``)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(value, (dict, list)):
+            if depth > DEPTH_MAX:
+                return False
+            if isinstance(value, dict):
+                stack.extend((k, depth) for k in value)
+                value = value.values()
+            stack.extend((v, depth + 1) for v in value)
+    return True
+
+
+def _lenient_loads(body: bytes) -> Any:
+    """The document, reading numbers outside a double's range as ±inf; None if not JSON.
+
+    Why: the partial decode (:mod:`core.skeleton`) skips the fields injection does not read
+    without checking their numbers' range, and a field nobody reads cannot make a pod
+    unusable. So that the full path answers alike, it accepts them too, under orjson's other
+    rules (depth, surrogates). Only reached when orjson refused a number as out of range:
+    rare, and bounded by the body limit.
+    """
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + DEPTH_MAX + 100)  # the parser recurses once per level
+    try:
+        doc = json.loads(body.decode(), parse_int=_lenient_int, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    finally:
+        sys.setrecursionlimit(limit)
+    return doc if _usable(doc) else None
+
+
 def parse(body: bytes) -> tuple[str, dict[str, Any]]:
     """Return ``(apiVersion, request)`` or raise :class:`InvalidReview` with a one-line reason."""
     if not body:
@@ -93,7 +169,14 @@ def parse(body: bytes) -> tuple[str, dict[str, Any]]:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
-        raise InvalidReview(f"request body is not JSON: {e}") from None
+        message = str(e)
+        if message.startswith("number is infinity"):
+            doc = _lenient_loads(body)
+            if doc is not None:
+                return _check(doc)
+        if message.startswith("depth limit exceeded"):
+            raise InvalidReview(f"request body is nested more than {DEPTH_MAX} levels deep") from None
+        raise InvalidReview(f"request body is not JSON: {message}") from None
     return _check(doc)
 
 
@@ -103,7 +186,7 @@ def _check(doc: Any) -> tuple[str, dict[str, Any]]:
     api_version = doc.get("apiVersion")
     if doc.get("kind") != "AdmissionReview" or api_version not in API_VERSIONS:
         raise InvalidReview(
-            f"not an AdmissionReview (apiVersion {api_version!r}, kind {doc.get('kind')!r}); "
+            f"not an AdmissionReview (apiVersion {_show(api_version)}, kind {_show(doc.get('kind'))}); "
             "expected admission.k8s.io/v1 or v1beta1"
         )
     request = doc.get("request")
@@ -112,6 +195,8 @@ def _check(doc: Any) -> tuple[str, dict[str, Any]]:
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise InvalidReview("AdmissionReview request.uid is missing")
+    if len(uid) > UID_MAX:
+        raise InvalidReview(f"AdmissionReview request.uid is longer than {UID_MAX} characters")
     return str(api_version), request
 
 
@@ -122,7 +207,8 @@ def _body(api_version: str, response: dict[str, Any]) -> bytes:
 def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> ReviewResult:
     """Answer one AdmissionReview. Raises :class:`InvalidReview` for the client's mistakes."""
     doc = None if configs.has_templates else skeleton.decode(body)
-    api_version, request = parse(body) if doc is None else _check(doc)
+    full = doc is None
+    api_version, request = parse(body) if full else _check(doc)
     uid: str = request["uid"]
     operation = request.get("operation")
     operation = operation if isinstance(operation, str) else ""
@@ -149,6 +235,8 @@ def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> Re
     if not isinstance(obj, dict):
         raise InvalidReview("request.object is missing or not an object")
     try:
+        if full:  # a skeleton has the shape by construction (its msgspec types are the rules)
+            podshape.check(obj)
         result = inject(obj, namespace, configs)
     except InputError as e:
         raise InvalidReview(f"request.object: {e}") from None

@@ -8,9 +8,19 @@ lengths give the patch's indices). msgspec decodes into plain dicts shaped by th
 TypedDicts below and skips everything else without building it.
 
 Whatever the skeleton cannot stand for exactly is decoded whole instead, so the answer is
-the same either way (a property test compares the two on generated reviews):
-a value of another type than expected (the full path then reports it), invalid JSON, and
-configs with templates, which may read any field of the pod.
+the same either way (a property test compares the two on generated, nested and wrongly
+typed reviews):
+
+- a field of another type than :mod:`core.podshape` requires: the TypedDicts declare
+  exactly its rules, so a skeleton always passes that check and the full path reports the
+  field (HTTP 400);
+- invalid JSON, and invalid UTF-8 anywhere (msgspec does not check the strings it skips;
+  the full decode does);
+- nesting deeper than msgspec's recursion limit (the full decode has its own limit, 1024);
+- configs with templates, which may read any field of the pod.
+
+Numbers outside the range of a double (``1e400``) where nothing reads them are skipped here
+unchecked; the full path accepts them too (:func:`core.admission.parse`), so both agree.
 """
 
 from __future__ import annotations
@@ -21,32 +31,32 @@ import msgspec
 
 
 class _Named(TypedDict, total=False):
-    name: Any
+    name: str | None
 
 
 class _Mount(TypedDict, total=False):
-    mountPath: Any
+    mountPath: str | None
 
 
 class _Container(TypedDict, total=False):
-    name: Any
+    name: str | None
     volumeMounts: list[_Mount] | None
     env: list[_Named] | None
 
 
 class _Spec(TypedDict, total=False):
     containers: list[_Container] | None
-    initContainers: list[_Named] | None
+    initContainers: list[_Container] | None
     volumes: list[_Named] | None
     imagePullSecrets: list[_Named] | None
 
 
 class _Meta(TypedDict, total=False):
-    name: Any
-    generateName: Any
-    namespace: Any
-    labels: dict[str, Any] | None
-    annotations: dict[str, Any] | None
+    name: str | None
+    generateName: str | None
+    namespace: str | None
+    labels: dict[str, str] | None
+    annotations: dict[str, str] | None
 
 
 class _Pod(TypedDict, total=False):
@@ -78,6 +88,11 @@ def decode(body: bytes) -> dict[str, Any] | None:
     """The review's skeleton as plain dicts, or ``None`` when only a full decode will do."""
     try:
         doc = _DECODER.decode(body)
-    except msgspec.DecodeError:  # also ValidationError, its subclass
+    except (msgspec.DecodeError, RecursionError):  # DecodeError: also ValidationError, its subclass
         return None
+    if not body.isascii():  # about 0.5 µs for 6 KB; only a non-ASCII body pays for the decode
+        try:
+            body.decode()
+        except UnicodeDecodeError:
+            return None
     return cast(dict[str, Any], doc)
