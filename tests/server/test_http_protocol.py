@@ -179,13 +179,14 @@ def test_upgrade_is_ignored_and_the_connection_closed() -> None:
 def test_slow_request_times_out_with_408_idle_connection_just_closes() -> None:
     limits = Limits(request_timeout=5, idle_timeout=60)
     proto, t, _, conns = connect(limits)
+    proto.data_received(post(b"{}"))
     conns.sweep(time.monotonic() + 30)
     assert not t.closed  # idle for 30 s < 60 s
     proto.data_received(b"POST /mutate HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
     conns.sweep(time.monotonic() + 4)
     assert not t.closed
     conns.sweep(time.monotonic() + 6)
-    assert t.closed and responses(t.out)[0][0] == 408
+    assert t.closed and responses(t.out)[-1][0] == 408
 
     proto, t, _h, conns = connect(limits)
     proto.data_received(post(b"{}"))

@@ -53,6 +53,15 @@ class State:
         return not self.draining
 
 
+_FIELD_MAX = 253
+"""Longest request-supplied string written to a log line (a pod name's own limit): the
+request's fields are the client's, and N bytes in must not become N bytes of log."""
+
+
+def _clip(value: str, limit: int = _FIELD_MAX) -> str:
+    return value if len(value) <= limit else value[:limit] + "..."
+
+
 _PROTOCOL_REASONS = {408: "request-timeout", 413: "body-too-large", 431: "headers-too-large"}
 _OK = text_response(200, "ok")
 _NOT_READY = text_response(503, "shutting down")
@@ -112,19 +121,19 @@ class WebhookApp:
         log = self.log
         if log.enabled("info"):
             fields: dict[str, object] = {
-                "uid": result.uid, "namespace": result.namespace, "pod": result.pod,
-                "operation": result.operation, "outcome": result.outcome,
+                "uid": result.uid, "namespace": _clip(result.namespace), "pod": _clip(result.pod),
+                "operation": _clip(result.operation), "outcome": result.outcome,
                 "configs": result.injected, "status": result.status,
                 "duration_ms": round(elapsed * 1000, 3),
             }
             if result.reason:
-                fields["reason"] = result.reason
+                fields["reason"] = _clip(result.reason, 1000)
             if result.warnings:
                 fields["warnings"] = result.warnings
             log.record("error" if result.outcome == "error" else "info", "admission", fields)
         elif result.outcome == "error":
-            log.error("admission", uid=result.uid, namespace=result.namespace, pod=result.pod,
-                      outcome=result.outcome, reason=result.reason, status=result.status)
+            log.error("admission", uid=result.uid, namespace=_clip(result.namespace), pod=_clip(result.pod),
+                      outcome=result.outcome, reason=_clip(result.reason, 1000), status=result.status)
         return Response(result.status, result.body)
 
     def protocol_rejected(self, status: int, message: str) -> None:
@@ -136,6 +145,8 @@ class WebhookApp:
     def _reject(self, start: float, reason: str, message: str) -> Response:
         # One line: the message may quote the client's input (a JSON error with its position).
         message = " ".join(message.split())
+        if len(message) > 1000:
+            message = message[:1000] + "..."
         elapsed = time.perf_counter() - start
         self.metrics.admission("", "rejected", reason, elapsed)
         self.log.info("admission rejected", outcome="rejected", reason=reason, message=message,

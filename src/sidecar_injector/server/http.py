@@ -7,16 +7,29 @@ the limits below. Handlers are synchronous: the admission work is pure CPU, so e
 is answered inside the ``data_received`` call that completed it, which also keeps pipelined
 responses in order without any queue.
 
-Limits enforced here, not in handlers:
+Limits enforced here, not in handlers (docs/server.md, "Limits", lists them with their
+defaults and metrics):
 
-- request line + headers over ``max_header_bytes``: 431 and close;
+- connections: at most ``max_connections`` open (including those still in the TLS
+  handshake) and ``max_connections_per_address`` from one client address. One over a cap is
+  closed as soon as it is accepted, before any TLS handshake (which is why TLS is started
+  here, on the admitted connection, rather than by the listener: the listener would
+  handshake first, and only then tell the protocol who the peer is);
+- a new connection must complete its TLS handshake and send its first request byte within
+  ``first_byte_timeout`` (a silent connection otherwise held a slot for the idle timeout);
+- request line and headers over ``max_header_bytes``: 431 and close. Counted on the bytes
+  as they arrive, so a header line that never ends is cut off at the limit instead of being
+  buffered (by httptools) until the request timeout, separators included;
 - a body over ``max_body`` (declared by Content-Length, or counted while chunked): 413 at
   once, the rest is discarded unread and the connection closed, so a huge body never sits
-  in memory;
+  in memory. A chunked body's framing and trailers count against the same budget plus
+  ``max_header_bytes``;
 - a request not complete within ``request_timeout`` (slow client): 408 and close;
 - a keep-alive connection idle for ``idle_timeout``: closed. Keep it above the client's own
   idle timeout (Go's transport: 90 s) so the client, not us, closes idle connections: a
-  server-side close racing a new POST is a failed webhook call.
+  server-side close racing a new POST is a failed webhook call;
+- after we close a TLS connection, at most ``tls_shutdown_timeout`` for the peer's
+  close_notify (asyncio's default is 30 s), and nothing it sends meanwhile is processed.
 
 Timeouts are checked by one sweep per second over all connections (:class:`Connections`)
 instead of a timer per request, which would cost more than the request itself.
@@ -25,10 +38,11 @@ instead of a timer per request, which would cost more than the request itself.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import httptools
 
@@ -51,13 +65,21 @@ _REASONS = {
 class Limits:
     """Per-connection limits (see the module docstring)."""
 
-    max_body: int = 7 * 1024 * 1024
-    """Largest request body accepted: controller-runtime's 7 MiB (the apiserver's own cap is 3 MiB)."""
+    max_body: int = 3 * 1024 * 1024
+    """Largest request body accepted: 3 MiB, the most kube-apiserver itself accepts for a
+    request (so no review it sends is larger than its object plus a little). Every byte of a
+    review costs CPU on the one event loop; controller-runtime's 7 MiB let one client stall
+    all others for most of a second per review (docs/server.md, "Limits")."""
     max_header_bytes: int = 64 * 1024
     request_timeout: float = 10.0
     """Seconds from a request's first byte to its last."""
     idle_timeout: float = 120.0
     """Seconds a keep-alive connection may sit idle between requests."""
+    first_byte_timeout: float = 5.0
+    """Seconds from accepting a connection to the first byte of its first request, TLS
+    handshake included. The apiserver sends its request as soon as it has connected."""
+    tls_shutdown_timeout: float = 2.0
+    """Seconds to wait for the peer's close_notify after we close a TLS connection."""
 
 
 @dataclass(slots=True)
@@ -85,14 +107,48 @@ def text_response(status: int, message: str, headers: tuple[tuple[bytes, bytes],
 
 
 class Connections:
-    """The open connections of one or more listeners: timeouts and graceful shutdown."""
+    """The open connections of one listener: caps, timeouts and graceful shutdown."""
 
-    def __init__(self, on_reject: Callable[[int, str], None] | None = None) -> None:
+    def __init__(self, on_reject: Callable[[int, str], None] | None = None, *, max_total: int = 1024,
+                 max_per_address: int = 512, on_refuse: Callable[[str, str], None] | None = None,
+                 on_count: Callable[[int], None] | None = None) -> None:
         self.open: set[HttpProtocol] = set()
         self.on_reject = on_reject
         """Told of each request the protocol itself refuses (status, message): for metrics."""
+        self.on_refuse = on_refuse
+        """Told of each connection refused at accept (reason ``total`` or ``per-address``, address)."""
         self.closing = False
         """Set during shutdown: every response carries ``Connection: close``."""
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+        self.count = 0
+        """Connections holding a slot: accepted and not yet closed, TLS handshake included."""
+        self.by_address: dict[str, int] = {}
+        self.on_count = on_count
+        """Told the number of slots held whenever it changes: for a gauge."""
+
+    def admit(self, address: str) -> str | None:
+        """Take a slot for a new connection from ``address``, or say which cap refuses it."""
+        if self.count >= self.max_total:
+            return "total"
+        held = self.by_address.get(address, 0)
+        if held >= self.max_per_address:
+            return "per-address"
+        self.count += 1
+        self.by_address[address] = held + 1
+        if self.on_count is not None:
+            self.on_count(self.count)
+        return None
+
+    def release(self, address: str) -> None:
+        self.count -= 1
+        held = self.by_address[address] - 1
+        if held:
+            self.by_address[address] = held
+        else:
+            del self.by_address[address]
+        if self.on_count is not None:
+            self.on_count(self.count)
 
     def sweep(self, now: float) -> None:
         for conn in list(self.open):
@@ -107,16 +163,46 @@ class Connections:
                 conn.close()
 
 
+_REFUSED_PLAIN = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s")
+_REFUSED_MESSAGES = {
+    "total": b"too many connections to this server\n",
+    "per-address": b"too many connections from this address\n",
+}
+
+
+def _tls_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
+    """The TLS layer the running loop itself uses for ``create_server(ssl=...)``: uvloop's own
+    (compiled, as fast as the listener's) or asyncio's."""
+    if type(loop).__module__.startswith("uvloop"):
+        import uvloop.loop
+
+        return uvloop.loop.SSLProtocol  # type: ignore[attr-defined]
+    from asyncio import sslproto
+
+    return sslproto.SSLProtocol
+
+
 class HttpProtocol(asyncio.Protocol):
-    """One HTTP/1.1 connection: parses requests and answers them through ``handler``."""
+    """One HTTP/1.1 connection: parses requests and answers them through ``handler``.
+
+    With ``tls``, the listener hands over the plain TCP connection and this protocol starts
+    TLS itself once the connection caps have admitted it (module docstring).
+    """
 
     __slots__ = (
+        "_address",
         "_body",
         "_body_size",
         "_content_type",
         "_discarding",
-        "_header_bytes",
+        "_in_body",
         "_parser",
+        "_phase",
+        "_raw",
+        "_room",
+        "_slot",
+        "_tls",
         "_transport",
         "_url",
         "busy",
@@ -126,47 +212,145 @@ class HttpProtocol(asyncio.Protocol):
         "limits",
     )
 
-    def __init__(self, handler: Handler, conns: Connections, limits: Limits) -> None:
+    def __init__(self, handler: Handler, conns: Connections, limits: Limits,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
         self.conns = conns
         self.limits = limits
+        self._tls = tls
         self._transport: asyncio.Transport | None = None
+        self._raw: asyncio.Transport | None = None
+        """The TCP transport while the TLS handshake runs."""
+        self._address = ""
+        self._slot = False
         self._parser = httptools.HttpRequestParser(self)
         self.busy = False
         """Between the first byte of a request and its response."""
-        self.deadline = time.monotonic() + limits.idle_timeout
+        self.deadline = time.monotonic() + limits.first_byte_timeout
         self._discarding = False
+        self._in_body = False
+        self._phase = 0
+        """Counts header and body phases passed: tells whether a bounded feed ended one."""
+        self._room = limits.max_header_bytes
+        """Bytes that may still arrive before the current phase (head or body) must end."""
         self._reset()
 
     def _reset(self) -> None:
         self._url: list[bytes] = []
         self._body: list[bytes] = []
         self._body_size = 0
-        self._header_bytes = 0
         self._content_type: bytes | None = None
 
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
-        self._transport = cast(asyncio.Transport, transport)
+        tcp = cast(asyncio.Transport, transport)
+        if self._raw is not None:  # the TLS layer, handshake done, hands over its transport
+            self._raw = None
+            self._transport = tcp
+            return
+        if self._discarding:  # closed during the handshake
+            tcp.close()
+            return
+        get_extra_info = getattr(tcp, "get_extra_info", None)  # absent on the tests' fakes
+        peer = get_extra_info("peername") if get_extra_info is not None else None
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        refused = self.conns.admit(address)
+        if refused is not None:
+            self._discarding = True
+            if self._tls is None:  # plain HTTP: say why; over TLS a reply would cost a handshake
+                message = _REFUSED_MESSAGES[refused]
+                tcp.write(_REFUSED_PLAIN % (len(message), message))
+                tcp.close()
+            else:
+                tcp.abort()
+            if self.conns.on_refuse is not None:
+                self.conns.on_refuse(refused, address)
+            return
+        self._address = address
+        self._slot = True
+        self.deadline = time.monotonic() + self.limits.first_byte_timeout
         self.conns.open.add(self)
+        if self._tls is None:
+            self._transport = tcp
+        else:
+            self._raw = tcp
+            self._start_tls(tcp, self._tls)
+
+    def _start_tls(self, tcp: asyncio.Transport, ctx: ssl.SSLContext) -> None:
+        """Put the event loop's own TLS layer between the socket and this protocol, now.
+
+        What the listener does with ``ssl=``, done here once the caps admitted the peer;
+        ``loop.start_tls`` would not do: it runs a turn later, and the ClientHello may
+        already have been read by then. The TLS layer calls :meth:`connection_made` again
+        with its transport once the handshake is done.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        limits = self.limits
+        tls_layer = _tls_protocol_class(loop)(
+            loop, self, ctx, waiter, server_side=True, ssl_handshake_timeout=limits.first_byte_timeout,
+            ssl_shutdown_timeout=limits.tls_shutdown_timeout)
+        tcp.set_protocol(tls_layer)
+        tls_layer.connection_made(tcp)
+        waiter.add_done_callback(self._handshake_done)
+
+    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        # A failed handshake (garbage, a timeout, a reset) is routine on an open port: the
+        # TLS layer closed the socket; give back the slot.
+        if waiter.cancelled() or waiter.exception() is not None:
+            self._raw = None
+            self._lost()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+
+    def _lost(self) -> None:
         self.conns.open.discard(self)
         self._transport = None
+        if self._slot:
+            self._slot = False
+            self.conns.release(self._address)
 
     def data_received(self, data: bytes) -> None:
         if self._discarding or self._transport is None:
             return
         try:
-            self._parser.feed_data(data)
+            room = self._room
+            if len(data) <= room:
+                # The common case, one comparison: the callbacks below reset the room when a
+                # phase ends, so a request that arrives whole is never split.
+                self._room = room - len(data)
+                self._parser.feed_data(data)
+            else:
+                self._feed_bounded(data)
         except httptools.HttpParserUpgrade:
             # The request itself was answered (Upgrade ignored, as HTTP allows); what follows
             # would be another protocol, which we do not speak.
             self.close()
         except httptools.HttpParserError as e:
             self._fail(400, f"malformed HTTP request: {e}")
+
+    def _feed_bounded(self, data: bytes) -> None:
+        """Feed no more than the current phase may still take; refuse if it does not end there."""
+        while data and not self._discarding and self._transport is not None:
+            room = self._room
+            if len(data) <= room:
+                self._room = room - len(data)
+                self._parser.feed_data(data)
+                return
+            phase = self._phase
+            self._room = 0
+            if room:
+                self._parser.feed_data(data[:room])
+                data = data[room:]
+            if self._phase == phase and not self._discarding:
+                if self._in_body:
+                    self._too_large()
+                else:
+                    self._fail(431, "request line and headers are too large")
+                return
 
     def pause_writing(self) -> None:
         # The client is not reading its responses: stop reading its requests.
@@ -185,10 +369,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
-        self._count_header_bytes(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_header_bytes(len(name) + len(value))
         if self._discarding:
             return
         lname = name.lower()
@@ -202,6 +384,12 @@ class HttpProtocol(asyncio.Protocol):
             if declared > self.limits.max_body:
                 self._too_large()
 
+    def on_headers_complete(self) -> None:
+        self._phase += 1
+        self._in_body = True
+        # The body, a chunked body's framing, and trailers.
+        self._room = self.limits.max_body + self.limits.max_header_bytes
+
     def on_body(self, body: bytes) -> None:
         if self._discarding:
             return
@@ -212,6 +400,9 @@ class HttpProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._phase += 1
+        self._in_body = False
+        self._room = self.limits.max_header_bytes
         if self._discarding:
             self.close()
             return
@@ -229,11 +420,6 @@ class HttpProtocol(asyncio.Protocol):
         self._respond(response, keep_alive, head=method == b"HEAD")
 
     # internals
-
-    def _count_header_bytes(self, n: int) -> None:
-        self._header_bytes += n
-        if self._header_bytes > self.limits.max_header_bytes and not self._discarding:
-            self._fail(431, "request line and headers are too large")
 
     def _too_large(self) -> None:
         self._fail(413, f"request body is larger than {self.limits.max_body} bytes")
@@ -282,8 +468,14 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
-        """Close from our side. The connection leaves ``conns.open`` at once: a TLS transport
-        may wait for the peer's close_notify before it is really gone, and shutdown must not."""
-        if self._transport is not None:
-            self._transport.close()
-        self.conns.open.discard(self)
+        """Close from our side, and read nothing more. The connection leaves ``conns.open``
+        and gives back its slot at once: a TLS transport may wait (``tls_shutdown_timeout``)
+        for the peer's close_notify before it is really gone, and shutdown must not."""
+        transport, raw = self._transport, self._raw
+        self._lost()
+        self._discarding = True
+        if transport is not None:
+            transport.close()
+        elif raw is not None:  # still in the TLS handshake
+            self._raw = None
+            raw.abort()

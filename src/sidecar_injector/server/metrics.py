@@ -11,6 +11,10 @@ among live workers. Config and certificate reloads are counted once per worker.
 name                                                                  meaning
 ====================================================================  ============================
 ``sidecar_injector_injection_requests_total{operation,outcome}``      every ``POST /mutate``;
+                                                                      operation: CREATE, UPDATE,
+                                                                      DELETE, CONNECT, other,
+                                                                      unknown (none: refused
+                                                                      before it was read);
                                                                       outcome: injected, skipped,
                                                                       error (ours), rejected (4xx)
 ``sidecar_injector_injection_success_total``                          pods that got a patch
@@ -31,7 +35,13 @@ name                                                                  meaning
 ``sidecar_injector_cert_reloads_total{result}``                       success / failure
 ``sidecar_injector_serving_cert_expiry_timestamp_seconds``            notAfter of the serving cert
 ``sidecar_injector_ready``                                            1 while /readyz says ready
+``sidecar_injector_connections{port}``                                connections holding a slot
+``sidecar_injector_connections_refused_total{port,reason}``           refused at accept: total,
+                                                                      per-address
 ====================================================================  ============================
+
+Every label value comes from a fixed set, never from a request: request data as a label
+(``request.operation`` was copied verbatim) let one client create a series per request.
 """
 
 from __future__ import annotations
@@ -44,6 +54,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
+
+# The operations an AdmissionReview can carry; anything else is counted as "other".
+_OPERATIONS = {op: op for op in ("CREATE", "UPDATE", "DELETE", "CONNECT")}
+_OPERATIONS[""] = "unknown"
+_OUTCOMES = frozenset({"injected", "skipped", "error", "rejected"})
+_REASONS_MAX = 64
+"""Distinct skip or failure reasons kept as labels (the core's codes are a few dozen at most);
+past that, "other". A guard, so that no code path can make the series unbounded."""
 
 # From 100 microseconds (a typical admission takes about 50) to a second.
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -100,6 +118,15 @@ class Metrics:
         )
         self.ready = Gauge("sidecar_injector_ready", "1 when /readyz answers 200.", registry=r,
                            multiprocess_mode="livemin")
+        self.connections = Gauge(
+            "sidecar_injector_connections", "Connections holding a slot (TLS handshakes included), by port.",
+            ["port"], registry=r, multiprocess_mode="livesum",
+        )
+        self.connections_refused = Counter(
+            "sidecar_injector_connections_refused_total",
+            "Connections closed at accept by a connection cap, by port and cap.",
+            ["port", "reason"], registry=r,
+        )
         self._requests: dict[tuple[str, str], Counter] = {}
         self._skips: dict[str, Counter] = {}
         self._failures: dict[str, Counter] = {}
@@ -112,22 +139,40 @@ class Metrics:
         key = (operation, outcome)
         child = self._requests.get(key)
         if child is None:
-            child = self._requests[key] = self.requests.labels(operation or "unknown", outcome)
+            # Only known pairs are cached: the cache must not grow with what clients send.
+            label = _OPERATIONS.get(operation, "other")
+            child = self.requests.labels(label, outcome if outcome in _OUTCOMES else "other")
+            if label != "other":
+                self._requests[key] = child
         child.inc()
         if outcome == "injected":
             self.success.inc()
         elif outcome == "skipped":
             skip = self._skips.get(reason)
             if skip is None:
-                skip = self._skips[reason] = self.skip.labels(reason or "unspecified")
+                skip = self._reason_child(self._skips, self.skip, reason or "unspecified", reason)
             skip.inc()
         else:
             failure = self._failures.get(reason)
             if failure is None:
-                failure = self._failures[reason] = self.failure.labels(reason)
+                failure = self._reason_child(self._failures, self.failure, reason, reason)
             failure.inc()
         if seconds is not None:
             self.duration.observe(seconds)
+
+    @staticmethod
+    def _reason_child(cache: dict[str, Counter], metric: Counter, label: str, key: str) -> Counter:
+        if len(cache) >= _REASONS_MAX:
+            return metric.labels("other")
+        child: Counter = metric.labels(label)
+        cache[key] = child
+        return child
+
+    def connection_count(self, port: str, count: int) -> None:
+        self.connections.labels(port).set(count)
+
+    def connection_refused(self, port: str, reason: str) -> None:
+        self.connections_refused.labels(port, reason).inc()
 
     def config_loaded(self, count: int) -> None:
         self.config_reloads.labels("success").inc()

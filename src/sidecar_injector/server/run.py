@@ -63,6 +63,11 @@ class Options:
     drain_delay: float = 5.0
     shutdown_timeout: float = 15.0
     limits: Limits = field(default_factory=Limits)
+    max_connections: int = 1024
+    """Webhook connections open at once, TLS handshakes included (docs/server.md, "Limits")."""
+    max_connections_per_address: int = 512
+    """Webhook connections from one client address: the apiserver's pool needs up to its
+    in-flight limit (200 mutating requests by default) at once, more behind one NAT address."""
     backlog: int = 1024
     sock: socket.socket | None = None
     """A listening socket to serve the webhook on instead of binding ``host:port`` (workers)."""
@@ -82,6 +87,36 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+ADMIN_MAX_CONNECTIONS = 64
+"""Connections to the plain metrics port: scrapers and kubelet probes need a handful, and the
+port is reachable by every pod (docs/server.md, "Limits")."""
+ADMIN_MAX_CONNECTIONS_PER_ADDRESS = 16
+
+
+class RefusalLog:
+    """Counts every connection refused at accept and logs at most one line per second."""
+
+    def __init__(self, metrics: Metrics | None, log: JsonLog, port: str, caps: tuple[int, int]) -> None:
+        self.metrics = metrics
+        self.log = log
+        self.port = port
+        self.caps = caps
+        self._last = 0.0
+        self._since = 0
+
+    def __call__(self, reason: str, address: str) -> None:
+        if self.metrics is not None:
+            self.metrics.connection_refused(self.port, reason)
+        self._since += 1
+        now = time.monotonic()
+        if now - self._last >= 1.0:
+            cap = self.caps[0] if reason == "total" else self.caps[1]
+            self.log.warning("connection refused", port=self.port, reason=reason, address=address[:64],
+                             cap=cap, refused=self._since)
+            self._last = now
+            self._since = 0
+
+
 class Server:
     """Both listeners and the reloader, on the running event loop."""
 
@@ -99,8 +134,15 @@ class Server:
         self.app = WebhookApp(self.state, self.metrics, log, options.on_error)
         self.reloader = Reloader(self.state, self.source, self.cert, self.metrics, log,
                                  options.reload_interval)
-        self.webhook_conns = Connections(self.app.protocol_rejected)
-        self.admin_conns = Connections()
+        caps = (options.max_connections, options.max_connections_per_address)
+        self.webhook_conns = Connections(
+            self.app.protocol_rejected, max_total=caps[0], max_per_address=caps[1],
+            on_refuse=RefusalLog(self.metrics, log, "webhook", caps),
+            on_count=lambda n: self.metrics.connection_count("webhook", n))
+        admin_caps = (ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS_PER_ADDRESS)
+        self.admin_conns = Connections(max_total=admin_caps[0], max_per_address=admin_caps[1],
+                                       on_refuse=RefusalLog(self.metrics, log, "metrics", admin_caps),
+                                       on_count=lambda n: self.metrics.connection_count("metrics", n))
         self.port = 0
         self.metrics_port = 0
         self._servers: list[asyncio.Server] = []
@@ -112,18 +154,17 @@ class Server:
         loop = asyncio.get_running_loop()
         o = self.options
         limits = o.limits
+        tls = self.cert.listener
+
         def webhook_protocol() -> HttpProtocol:
-            return HttpProtocol(self.app.webhook, self.webhook_conns, limits)
+            # TLS is started by the protocol once the connection caps admit the peer.
+            return HttpProtocol(self.app.webhook, self.webhook_conns, limits, tls)
 
         try:
             if o.sock is not None:
-                webhook = await loop.create_server(
-                    webhook_protocol, sock=o.sock, ssl=self.cert.listener, backlog=o.backlog,
-                    ssl_handshake_timeout=limits.request_timeout)
+                webhook = await loop.create_server(webhook_protocol, sock=o.sock, backlog=o.backlog)
             else:
-                webhook = await loop.create_server(
-                    webhook_protocol, o.host, o.port, ssl=self.cert.listener, backlog=o.backlog,
-                    ssl_handshake_timeout=limits.request_timeout)
+                webhook = await loop.create_server(webhook_protocol, o.host, o.port, backlog=o.backlog)
         except OSError as e:
             raise ListenError(f"cannot listen on {o.host}:{o.port}: {e.strerror or e}") from None
         self._servers = [webhook]

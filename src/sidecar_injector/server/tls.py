@@ -88,20 +88,33 @@ class ServingCert:
     def _files(self) -> list[str]:
         return [f for f in (self.cert_file, self.key_file, self.client_ca) if f]
 
-    def _digest_now(self) -> tuple[str, bytes]:
+    def _digest_now(self) -> tuple[str, bytes, TLSConfigError | None]:
+        """The files' digest, the certificate's PEM, and the error reading one, if any.
+
+        A file that cannot be read is hashed by its error, as configload.fingerprint does:
+        so an unreadable file is one version, reported once, not once per poll.
+        """
         h = hashlib.sha256()
         cert_pem = b""
+        error: TLSConfigError | None = None
         for f in self._files():
-            data = _read(f)
+            try:
+                data = _read(f)
+            except TLSConfigError as e:
+                error = error or e
+                data = b"\1unreadable: " + str(e).encode()
             if f == self.cert_file:
                 cert_pem = data
             h.update(data + b"\0")
-        return h.hexdigest(), cert_pem
+        return h.hexdigest(), cert_pem, error
 
     def _load_if_changed(self) -> ssl.SSLContext | None:
-        digest, cert_pem = self._digest_now()
+        digest, cert_pem, error = self._digest_now()
         if digest in (self._digest, self._failed_digest):
             return None
+        if error is not None:
+            self._failed_digest = digest
+            raise error
         try:
             ctx = server_context(self.cert_file, self.key_file, self.client_ca)
             not_after = _not_after(cert_pem, self.cert_file)

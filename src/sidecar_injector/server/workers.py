@@ -31,7 +31,14 @@ from collections.abc import Sequence
 
 from sidecar_injector.server.http import Connections, HttpProtocol, Request, Response, text_response
 from sidecar_injector.server.logs import JsonLog
-from sidecar_injector.server.run import ListenError, Options, new_event_loop
+from sidecar_injector.server.run import (
+    ADMIN_MAX_CONNECTIONS,
+    ADMIN_MAX_CONNECTIONS_PER_ADDRESS,
+    ListenError,
+    Options,
+    RefusalLog,
+    new_event_loop,
+)
 
 __all__ = ["MULTIPROC_ENV", "Supervisor", "run_workers"]
 
@@ -61,7 +68,9 @@ class Supervisor:
         self.workers: list[Worker] = []
         self.draining = False
         self.sock: socket.socket | None = None
-        self.admin_conns = Connections()
+        caps = (ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS_PER_ADDRESS)
+        self.admin_conns = Connections(max_total=caps[0], max_per_address=caps[1],
+                                       on_refuse=RefusalLog(None, log, "metrics", caps))
         self.metrics_port = 0
         self.port = 0
         self._stopped: asyncio.Event | None = None
