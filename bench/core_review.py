@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from sidecar_injector.core.admission import review
-from sidecar_injector.core.config import parse_configs
-from sidecar_injector.schema import pod_validator
+from sidecar_injector.core.parse import parse_configs
+from sidecar_injector.schema import pod_schema
 
 HERE = Path(__file__).parent
 SHARED_CONFIG = HERE.parent.parent / "shared" / "bench" / "config.yaml"
@@ -93,7 +93,7 @@ def configs(n: int) -> Any:
             "spec": {"injectByDefault": True, "selector": {"matchLabels": {"extra": str(i)}},
                      "containers": [{"name": f"extra-{i}", "image": "busybox"}]},
         }))
-    return parse_configs(docs, validate_pod=pod_validator())
+    return parse_configs(docs, schema=pod_schema())
 
 
 def measure(body: bytes, cs: Any, seconds: float) -> tuple[float, float]:

@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
-from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet, parse_configs
+from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import ConfigError
-from sidecar_injector.schema import DEFAULT_KUBE_VERSION, pod_validator
+from sidecar_injector.core.parse import parse_configs
+from sidecar_injector.schema import DEFAULT_KUBE_VERSION, pod_schema
 
 BUILTIN_EXAMPLE = Path(__file__).parent / "builtin" / "example.yaml"
 
@@ -38,6 +39,23 @@ def config_files(path: str | Path) -> list[Path]:
     raise ConfigError(f"{p}: no such file or directory")
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader refusing YAML aliases (``*name``) in config files.
+
+    An alias bomb (a few lines whose aliases expand to billions of nodes) is shared in memory
+    but every walk over the config (validation, template compilation) expands it: seconds of a
+    stalled event loop and a log line of hundreds of MB. Configs have no need for aliases.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in SidecarConfig files", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def read_documents(path: str | Path) -> list[tuple[str, Any]]:
     """``(source, document)`` for every YAML document under ``path``; source names file and index."""
     docs: list[tuple[str, Any]] = []
@@ -47,7 +65,7 @@ def read_documents(path: str | Path) -> list[tuple[str, Any]]:
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{f}: cannot read: {e}") from None
         try:
-            loaded = list(yaml.safe_load_all(text))
+            loaded = list(yaml.load_all(text, Loader=_NoAliasLoader))
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -66,8 +84,8 @@ def load_configs(
     validate: bool = True,
 ) -> ConfigSet:
     """Read and fully validate the configs under ``path``; raises ConfigError on any problem."""
-    validator = pod_validator(kube_version) if validate else None
-    configs = parse_configs(read_documents(path), prefix=prefix, validate_pod=validator)
+    schema = pod_schema(kube_version) if validate else None
+    configs = parse_configs(read_documents(path), prefix=prefix, schema=schema)
     if not configs.configs:
         raise ConfigError(f"{path}: no SidecarConfig documents")
     return configs

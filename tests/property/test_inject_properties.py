@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, Phase, assume, given, note, settings
 from hypothesis import strategies as st
 
 from sidecar_injector.core.admission import ReviewResult, review
-from sidecar_injector.core.config import ConfigSet, parse_configs
+from sidecar_injector.core.config import ConfigSet
 from sidecar_injector.core.errors import InvalidReview
 from sidecar_injector.core.inject import (
     DEFAULT_CONTAINER_ANNOTATION,
@@ -43,6 +43,7 @@ from sidecar_injector.core.inject import (
     InjectionResult,
     inject,
 )
+from sidecar_injector.core.parse import parse_configs
 from sidecar_injector.core.patch import apply_patch, escape, strip_empty, unescape
 
 KUBE_VERSION = "1.37.0"
@@ -191,6 +192,8 @@ def pods(draw: st.DrawFn, *, valid: bool = False, min_containers: int = 0, reque
     spec: dict[str, Any] = {}
     if draw(st.booleans()):
         spec["restartPolicy"] = draw(st.sampled_from(["Always", "OnFailure", "Never"]))
+    if draw(st.integers(0, 4)) == 0:
+        spec["hostNetwork"] = draw(st.booleans())
     init_names = st.lists(st.sampled_from(POD_INIT_NAMES), unique=True, min_size=1, max_size=2)
     inits = _three_way(draw, init_names.flatmap(lambda ns: containers(ns, valid=valid, app=False)), [])
     _put(spec, "initContainers", inits)
@@ -249,6 +252,10 @@ def config_doc(draw: st.DrawFn, name: str, *, independent: bool = False) -> dict
         spec["nativeSidecar"] = native
     _put(spec, "selector", draw(selectors()))
     if draw(st.integers(0, 3)) == 0:
+        spec["hostNetwork"] = draw(st.sampled_from(["skip", "inject"]))
+    if draw(st.integers(0, 2)) == 0:
+        spec["runToCompletion"] = draw(st.sampled_from(["native", "skip", "inject"]))
+    if draw(st.integers(0, 3)) == 0:
         spec["namespaces"] = draw(st.lists(st.sampled_from(NAMESPACES), unique=True, max_size=2))
     label_keys = CONFIG_LABEL_KEYS_INDEPENDENT if independent else CONFIG_LABEL_KEYS
     if draw(st.booleans()):
@@ -289,10 +296,11 @@ def config_doc(draw: st.DrawFn, name: str, *, independent: bool = False) -> dict
     if volume_names:
         spec["volumes"] = [{"name": v, "emptyDir": {}} for v in volume_names]
     mounts = draw(st.lists(st.sampled_from(MOUNT_PATHS), unique=True, max_size=2))
-    if mounts:
+    if mounts and volume_names:
+        # Mounts name the config's own volumes: a mount of a volume the pod may lack is an
+        # injection error (the apiserver would refuse the pod), tested in tests/unit.
         spec["volumeMounts"] = [
-            {"name": (volume_names or POD_VOLUME_NAMES)[i % len(volume_names or POD_VOLUME_NAMES)], "mountPath": p}
-            for i, p in enumerate(mounts)
+            {"name": volume_names[i % len(volume_names)], "mountPath": p} for i, p in enumerate(mounts)
         ]
     env = draw(st.lists(st.sampled_from(ENV_NAMES), unique=True, max_size=2))
     if env:
@@ -324,7 +332,7 @@ def config_docs(draw: st.DrawFn, *, independent: bool = False) -> list[dict[str,
 
 
 def load(docs: list[dict[str, Any]], validate_pod: Any = None) -> ConfigSet:
-    return parse_configs([(f"cfg-{i}.yaml, document 1", d) for i, d in enumerate(docs)], validate_pod=validate_pod)
+    return parse_configs([(f"cfg-{i}.yaml, document 1", d) for i, d in enumerate(docs)], schema=validate_pod)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -427,17 +435,20 @@ def check_preserved(orig: dict[str, Any], res: dict[str, Any], result: Injection
     for k, v in os_.items():
         if k not in ("containers", "initContainers", "volumes", "imagePullSecrets"):
             assert rs[k] == v, k
-    # The pod's own init containers: unchanged, last, in order; injected ones before them.
+    # The pod's own init containers: last, in order, each keeping every field (a sidecar the
+    # pod declares gets the fields it lacks); injected ones before them.
     oi = os_.get("initContainers") or []
     ri = rs.get("initContainers") or []
-    assert ri[len(ri) - len(oi):] == oi
+    for o, r in zip(oi, ri[len(ri) - len(oi):], strict=True):
+        for k, v in o.items():
+            assert r[k] == v if not isinstance(v, list) else r[k][: len(v)] == v, k
     # The pod's own containers: first, in order; each keeps every field; mounts/env only appended.
     oc, rc = os_["containers"], rs["containers"]
     assert len(rc) >= len(oc)
     for o, r in zip(oc, rc, strict=False):
         assert is_subsequence(list(o), list(r))
         for k, v in o.items():
-            if k in ("volumeMounts", "env") and isinstance(v, list):
+            if k in ("volumeMounts", "env", "ports") and isinstance(v, list):
                 assert r[k][: len(v)] == v, k
             else:
                 assert r[k] == v, k
@@ -482,10 +493,11 @@ def check_injected_items(configs: ConfigSet, pod: dict[str, Any], result: Inject
             if c["name"] not in taken:
                 assert c["name"] in inits and inits[c["name"]].get("restartPolicy") is None
             taken.add(c["name"])
+        completes = pod["spec"].get("restartPolicy") in ("Never", "OnFailure")
         for c in cfg.containers.static:
             assert c["name"] in inits or c["name"] in conts
             if c["name"] not in taken:
-                if cfg.native_sidecar:
+                if cfg.native_sidecar or (completes and cfg.run_to_completion == "native"):
                     assert c["name"] in inits and inits[c["name"]]["restartPolicy"] == "Always"
                 else:
                     assert c["name"] in conts
@@ -681,6 +693,26 @@ def _csv(value: Any) -> list[str]:
     return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else []
 
 
+def _model_merge(mine: dict[str, Any], theirs: dict[str, Any], where: str) -> dict[str, Any]:
+    """A pod's own container of a sidecar's name, with the sidecar's fields it lacks: the
+    pod's win; env, mounts and ports merge item by item; nothing its kind may not have."""
+    keys = {"env": "name", "volumeMounts": "mountPath", "ports": "containerPort"}
+    out = copy.deepcopy(mine)
+    restart = mine.get("restartPolicy", theirs.get("restartPolicy") if where == "initContainers" else None)
+    for k, v in theirs.items():
+        if k == "restartPolicy" and where == "containers":
+            continue
+        if k in ("livenessProbe", "readinessProbe", "startupProbe", "lifecycle") and where == "initContainers" \
+                and restart != "Always":
+            continue
+        if out.get(k) is None:
+            out[k] = v
+        elif k in keys and isinstance(out[k], list):
+            have = [i.get(keys[k]) for i in out[k]]
+            out[k] = out[k] + [i for i in v if i.get(keys[k]) not in have]
+    return out
+
+
 def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Issue 2's rules, written out independently and at the level of names: which configs
     apply in which order, and what the pod's lists, labels and annotations become.
@@ -708,7 +740,23 @@ def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]
     order = [n for n, s in by_name.items() if s.get("injectByDefault")]
     order += [n for n in requested if n in by_name and n not in order]
     order = [n for n in order if n not in excluded and n not in already]
-    context = {"pod": pod, "namespace": namespace, "labels": labels, "annotations": annotations}
+    pod_spec = pod.get("spec") or {}
+    # hostNetwork pods: only configs that say inject. Pods that run to completion: configs
+    # with regular sidecars go in as native sidecars, are skipped, or go in as they are.
+    if pod_spec.get("hostNetwork") is True:
+        order = [n for n in order if by_name[n].get("hostNetwork") == "inject"]
+    as_native: set[str] = set()
+    if pod_spec.get("restartPolicy") in ("Never", "OnFailure"):
+        for n in list(order):
+            s = by_name[n]
+            if s.get("containers") and not s.get("nativeSidecar"):
+                mode = s.get("runToCompletion", "native")
+                if mode == "skip":
+                    order.remove(n)
+                elif mode == "native":
+                    as_native.add(n)
+    name = meta.get("name") or meta.get("generateName") or ""
+    context = {"pod": pod, "name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
 
     # Which configs: those whose selectors match the pod's labels, then, to a fixed point,
     # those that match once the labels of the configs chosen so far are added (a config's
@@ -737,6 +785,9 @@ def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]
     own_inits = [c["name"] for c in spec.get("initContainers") or []]
     own_containers = [c["name"] for c in spec["containers"]]
     taken = set(own_inits) | set(own_containers)
+    declared = {c["name"]: ("initContainers", c) for c in spec.get("initContainers") or []}
+    declared.update({c["name"]: ("containers", c) for c in spec["containers"]})
+    merged: set[str] = set()
     vols = [v["name"] for v in spec.get("volumes") or []]
     secrets = [v["name"] for v in spec.get("imagePullSecrets") or []]
     new_inits: list[str] = []
@@ -755,20 +806,30 @@ def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]
         for k, v in (s.get("annotations") or {}).items():
             if k not in annotations and k not in new_annotations and not k.startswith(PREFIX + "/"):
                 new_annotations[k] = _render(v, context)
+        is_native = bool(s.get("nativeSidecar")) or n in as_native
         for c in s.get("initContainers") or []:
             if c["name"] not in taken:
                 taken.add(c["name"])
                 new_inits.append(c["name"])
                 content["container " + c["name"]] = _render_tree(c, context)
+            elif c["name"] in declared and c["name"] not in merged:
+                merged.add(c["name"])
+                where, mine = declared[c["name"]]
+                content["container " + c["name"]] = _model_merge(mine, _render_tree(c, context), where)
         for c in s.get("containers") or []:
+            rendered = _render_tree(c, context)
+            if is_native:
+                rendered = {**rendered, "restartPolicy": rendered.get("restartPolicy", "Always")}
             if c["name"] not in taken:
                 taken.add(c["name"])
-                (new_inits if s.get("nativeSidecar") else new_containers).append(c["name"])
-                rendered = _render_tree(c, context)
-                if s.get("nativeSidecar"):
+                (new_inits if is_native else new_containers).append(c["name"])
+                if is_native:
                     native.append(c["name"])
-                    rendered = {**rendered, "restartPolicy": rendered.get("restartPolicy", "Always")}
                 content["container " + c["name"]] = rendered
+            elif c["name"] in declared and c["name"] not in merged:
+                merged.add(c["name"])
+                where, mine = declared[c["name"]]
+                content["container " + c["name"]] = _model_merge(mine, rendered, where)
         for v in s.get("volumes") or []:
             if v["name"] not in vols:
                 vols.append(v["name"])
@@ -782,6 +843,9 @@ def model_inject(pod: dict[str, Any], namespace: str, docs: list[dict[str, Any]]
         new_annotations[DEFAULT_CONTAINER_ANNOTATION] = own_containers[0]
     per_container = []
     for c in spec["containers"]:
+        if c["name"] in merged:  # a sidecar the pod declares: merged, not an app container
+            per_container.append((None, None))
+            continue
         have_paths = [m["mountPath"] for m in c.get("volumeMounts") or []]
         have_env = [e["name"] for e in c.get("env") or []]
         for path, _ in mounts:
@@ -843,6 +907,8 @@ def check_against_model(
     assert status["injected"] == want["status"]
     assert got_annotations == want["annotations"]
     for c, (paths, env) in zip(spec["containers"], want["per_container"], strict=False):
+        if paths is None:
+            continue
         assert [m["mountPath"] for m in c.get("volumeMounts") or []] == paths, c["name"]
         assert [e["name"] for e in c.get("env") or []] == env, c["name"]
 
@@ -1047,9 +1113,9 @@ _VALIDATOR: list[Any] = []
 
 def real_validator() -> Any:
     if not _VALIDATOR:
-        from sidecar_injector.schema import pod_validator
+        from sidecar_injector.schema import pod_schema
 
-        _VALIDATOR.append(pod_validator())
+        _VALIDATOR.append(pod_schema())
     return _VALIDATOR[0]
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sidecar_injector.core.config import ConfigSet, parse_configs
-from sidecar_injector.schema import pod_validator
+from sidecar_injector.core.config import ConfigSet
+from sidecar_injector.core.parse import parse_configs
+from sidecar_injector.schema import pod_schema
 
-_VALIDATOR = pod_validator()
+_SCHEMA = pod_schema()
 
 
 def cfg(name: str = "envoy", validate: bool = True, **spec: Any) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def configs(*docs: dict[str, Any], validate: bool = True, prefix: str = "sidecar
     return parse_configs(
         [(f"test.yaml, document {i + 1}", d) for i, d in enumerate(docs)],
         prefix=prefix,
-        validate_pod=_VALIDATOR if validate else None,
+        schema=_SCHEMA if validate else None,
     )
 
 

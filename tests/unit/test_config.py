@@ -73,7 +73,7 @@ def test_fingerprint_changes_on_configmap_symlink_swap(tmp_path: Path) -> None:
     [
         ("a: [", "not valid YAML (line 1, column 5)"),
         ("- 1\n", "document 1: a SidecarConfig must be a mapping"),
-        (GOOD.replace("sidecar-injector.io/v1alpha1", "v1") % ("a", "a"), "document 1: apiVersion"),
+        (GOOD.replace("sidecar-injector.io/v1alpha1", "v1") % ("a", "a"), "document 1 (a): apiVersion"),
         (GOOD.replace("metadata: {name: %s}", "metadata: {}") % "a", "document 1: metadata.name: required"),
         (GOOD % ("Bad_Name", "a"), "metadata.name: 'Bad_Name'"),
         (GOOD % ("a", "a") + "  extra: 1\n", "(a): spec.extra: unknown field"),
@@ -81,9 +81,9 @@ def test_fingerprint_changes_on_configmap_symlink_swap(tmp_path: Path) -> None:
         (GOOD.replace("[{name: %s, image: busybox}]", "[{name: x, image: b}, {name: x, image: c}]") % "a",
          "spec.containers[1].name: duplicate name 'x'"),
         (GOOD.replace("image: busybox", "image: busybox, restartPolicyy: Always") % ("a", "a"),
-         "spec.containers[0]: Additional properties are not allowed ('restartPolicyy' was unexpected)"),
+         "(a): spec.containers[0].restartPolicyy: unknown field"),
         (GOOD % ("a", "a") + "  env: [{name: X, valueFrom: {secretKeyRef: {nam: s, key: k}}}]\n",
-         "spec.env[0].valueFrom.secretKeyRef: Additional properties"),
+         "spec.env[0].valueFrom.secretKeyRef.nam: unknown field"),
         (GOOD % ("a", "a") + "  volumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]\n",
          "spec.volumes[1].name: duplicate name 'v'"),
         (GOOD % ("a", "a") + "  volumeMounts: [{name: v}]\n", "spec.volumeMounts[0].mountPath: required"),
@@ -106,7 +106,7 @@ def test_native_sidecar_typo_is_reported_at_the_config_field(tmp_path: Path) -> 
     text = GOOD.replace("image: busybox", "image: busybox, startupProbee: {}") % ("a", "a")
     text += "  nativeSidecar: true\n"
     message = error_of(write(tmp_path, "n.yaml", text))
-    assert "(a): spec.containers[0]:" in message and "startupProbee" in message
+    assert "(a): spec.containers[0].startupProbee: unknown field" in message
 
 
 def test_duplicate_names_across_files_name_both(tmp_path: Path) -> None:

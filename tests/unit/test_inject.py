@@ -10,7 +10,7 @@ import pytest
 
 from sidecar_injector.core.errors import InjectionError, InputError
 from sidecar_injector.core.inject import inject
-from sidecar_injector.core.patch import apply_patch, strip_empty
+from sidecar_injector.core.patch import apply_patch, escape, strip_empty
 
 from .helpers import SIDECAR, cfg, configs, pod
 
@@ -58,15 +58,18 @@ def test_empty_lists_and_maps_are_treated_as_absent() -> None:
 
 
 def test_keys_with_slash_and_tilde_are_escaped() -> None:
-    cs = configs(cfg(injectByDefault=True, labels={"example.com/team": "x"}, annotations={"a~b/c": "d"},
+    cs = configs(cfg(injectByDefault=True, labels={"example.com/team": "x"}, annotations={"a.b/c": "d"},
                      containers=[SIDECAR]))
     p = pod(labels={"app": "web"}, annotations={"existing": "1"})
     r = inject(p, "ns", cs)
     paths = {op["path"] for op in r.patch}
     assert "/metadata/labels/example.com~1team" in paths
-    assert "/metadata/annotations/a~0b~1c" in paths
+    assert "/metadata/annotations/a.b~1c" in paths
     out = applied(p, r.patch)
-    assert out["metadata"]["annotations"]["a~b/c"] == "d"
+    assert out["metadata"]["annotations"]["a.b/c"] == "d"
+    # "~" never reaches a patch from a config (such keys are refused at load), but pointers
+    # escape it first all the same.
+    assert escape("a~1b/c") == "a~01b~1c"
 
 
 def test_pod_keys_win_over_config_labels_and_annotations() -> None:
@@ -99,9 +102,32 @@ def test_pod_declaring_the_sidecar_keeps_its_own_and_gets_the_rest() -> None:
     assert names(r.pod["spec"]["containers"]) == ["app", "proxy", "second"]
     assert r.pod["spec"]["containers"][1]["image"] == "proxy:1"
     assert r.pod["spec"]["volumes"] == [{"name": "v", "configMap": {"name": "mine"}}]
-    assert any("already has container proxy" in w for w in r.warnings)
+    assert not any("container proxy" in w for w in r.warnings)
     assert any("already has volume v" in w for w in r.warnings)
-    assert r.decisions[0].conflicts == ("container proxy", "volume v")
+    assert r.decisions[0].conflicts == ("volume v",)
+    assert "merged into the pod's own container proxy" in r.decisions[0].message
+
+
+def test_a_partial_pod_container_is_merged_over_the_sidecar_the_pods_fields_winning() -> None:
+    """Issue 8, item 6: a pod overriding only a sidecar's image used to end up with a container
+    that has nothing but a name and an image (the sidecar replaced whole)."""
+    sidecar = {"name": "proxy", "image": "envoy:1", "args": ["--a"], "ports": [{"containerPort": 15001}],
+               "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "config"}],
+               "volumeMounts": [{"name": "v", "mountPath": "/etc/proxy"}], "resources": {"limits": {"cpu": "1"}}}
+    cs = configs(cfg(injectByDefault=True, nativeSidecar=True, containers=[sidecar],
+                     volumes=[{"name": "v", "emptyDir": {}}]))
+    p = pod(["app"])
+    p["spec"]["initContainers"] = [{"name": "proxy", "image": "envoy:2", "env": [{"name": "B", "value": "mine"}],
+                                    "resources": {"requests": {"cpu": "100m"}}}]
+    r = inject(p, "ns", cs)
+    merged = r.pod["spec"]["initContainers"][0]
+    assert merged["image"] == "envoy:2" and merged["args"] == ["--a"] and merged["restartPolicy"] == "Always"
+    assert merged["env"] == [{"name": "B", "value": "mine"}, {"name": "A", "value": "1"}]
+    assert merged["ports"] == [{"containerPort": 15001}]
+    assert merged["resources"] == {"requests": {"cpu": "100m"}}
+    assert names(r.pod["spec"]["initContainers"]) == ["proxy"]
+    assert all(op["op"] == "add" for op in r.patch)
+    assert applied(p, r.patch) == r.pod
 
 
 def test_init_and_native_sidecars_go_before_the_pods_own_init_containers_in_config_order() -> None:

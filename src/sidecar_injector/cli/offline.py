@@ -21,7 +21,7 @@ import yaml
 from sidecar_injector.configload import BUILTIN_EXAMPLE, load_configs
 from sidecar_injector.core.admission import review
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
-from sidecar_injector.core.errors import InputError, InvalidReview
+from sidecar_injector.core.errors import InjectionError, InputError, InvalidReview
 from sidecar_injector.core.workloads import PodInjection, check_object, inject_object
 from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 
@@ -89,13 +89,33 @@ def _documents(names: list[str]) -> list[tuple[str, Any]]:
     return docs
 
 
-def _inject_all(args: argparse.Namespace) -> list[tuple[Any, list[PodInjection]]]:
+def _inject_all(args: argparse.Namespace) -> tuple[list[tuple[Any, list[PodInjection]]], list[str]]:
+    """Every document injected, in order, and the failures.
+
+    A document whose injection fails (a template that does not render for it, a value the
+    apiserver would refuse) is passed through unchanged and its error collected: one bad
+    workload must not hide what happened to the others. The command exits 1 at the end.
+    """
     configs = _configs(args)
-    out = []
+    out: list[tuple[Any, list[PodInjection]]] = []
+    failures: list[str] = []
     for source, doc in _documents(args.filename):
         obj = check_object(doc, source)
-        out.append(inject_object(obj, configs, namespace=args.namespace, source=source))
-    return out
+        try:
+            out.append(inject_object(obj, configs, namespace=args.namespace, source=source))
+        except InjectionError as e:
+            failures.append(str(e))
+            out.append((obj, []))
+    return out, failures
+
+
+def _report_failures(failures: list[str]) -> int:
+    for f in failures:
+        print(f"sidecar-injector: error: {f}", file=sys.stderr)
+    if failures:
+        print(f"sidecar-injector: {len(failures)} document(s) could not be injected (passed through unchanged)",
+              file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _dump(doc: Any) -> str:
@@ -103,13 +123,13 @@ def _dump(doc: Any) -> str:
 
 
 def run_inject(args: argparse.Namespace) -> int:
-    results = _inject_all(args)
+    results, failures = _inject_all(args)
     sys.stdout.write("---\n".join(_dump(doc) for doc, _ in results))
     for _, pods in results:
         for p in pods:
             for w in p.result.warnings:
                 print(f"warning: {p.kind} {p.name}: {w}", file=sys.stderr)
-    return 0
+    return _report_failures(failures)
 
 
 def run_review(args: argparse.Namespace) -> int:
@@ -163,10 +183,11 @@ def _diff(p: PodInjection) -> str:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    records = [_explain_record(p) for _, pods in _inject_all(args) for p in pods]
+    results, failures = _inject_all(args)
+    records = [_explain_record(p) for _, pods in results for p in pods]
     if args.output == "json":
         sys.stdout.write(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
+        return _report_failures(failures)
     if not records:
         print("no pods or pod templates found")
     for rec in records:
@@ -189,4 +210,4 @@ def run_explain(args: argparse.Namespace) -> int:
             for line in rec["diff"].splitlines():
                 print(f"    {line}")
         print()
-    return 0
+    return _report_failures(failures)

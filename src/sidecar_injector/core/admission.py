@@ -206,7 +206,9 @@ def _body(api_version: str, response: dict[str, Any]) -> bytes:
 
 def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> ReviewResult:
     """Answer one AdmissionReview. Raises :class:`InvalidReview` for the client's mistakes."""
-    doc = None if configs.has_templates else skeleton.decode(body)
+    doc = None if configs.needs_full_pod else skeleton.decode(body)
+    if doc is not None and configs.sidecar_names and skeleton.declares_any(doc, configs.sidecar_names):
+        doc = None  # a sidecar the pod declares is merged field by field: that needs its fields
     full = doc is None
     api_version, request = parse(body) if full else _check(doc)
     uid: str = request["uid"]

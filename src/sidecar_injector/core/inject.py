@@ -11,21 +11,28 @@ any container or volume the pod already has by name is kept and that one item sk
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
-from sidecar_injector.core.config import ConfigSet, SidecarConfig, content_digest
+from sidecar_injector.core import cel
+from sidecar_injector.core.build import (
+    DEFAULT_CONTAINER_ANNOTATION,
+    INJECTED,
+    ConfigDecision,
+    Injection,
+    InjectionResult,
+    as_dict,
+    field_of,
+    ordered,
+)
+from sidecar_injector.core.config import ConfigSet, SidecarConfig
 from sidecar_injector.core.errors import InputError
-from sidecar_injector.core.patch import PatchBuilder
-from sidecar_injector.core.types import JSONPatchOp, Pod
+from sidecar_injector.core.types import Pod
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 
 # Reason codes: stable strings, used in metrics labels, logs, `explain` and tests.
-INJECTED = "injected"
 NOT_REQUESTED = "not-requested"
 EXCLUDED = "excluded"
 SELECTOR_MISMATCH = "selector-mismatch"
@@ -35,59 +42,12 @@ OPTED_OUT = "opted-out"
 UNKNOWN_CONFIG = "unknown-config"
 MIRROR_POD = "mirror-pod"
 NOTHING_TO_INJECT = "nothing-to-inject"
+HOST_NETWORK = "host-network"
+RUN_TO_COMPLETION = "run-to-completion"
+MATCH_CONDITION = "match-condition"
 
-
-class ConfigDecision(NamedTuple):
-    """What happened to one config for one pod, and why.
-
-    A NamedTuple rather than a frozen dataclass: one is made per loaded config per request,
-    and tuple construction is several times cheaper.
-    """
-
-    config: str
-    reason: str
-    """One of the reason codes above; ``injected`` when it was."""
-    message: str
-    requested: bool = False
-    """Named by the pod's inject annotation (as opposed to injected by default)."""
-    conflicts: tuple[str, ...] = ()
-    """Items the pod already had by name, kept as the pod declared them."""
-
-    @property
-    def injected(self) -> bool:
-        return self.reason == INJECTED
-
-
-class InjectionResult(NamedTuple):
-    """What :func:`inject` did to one pod (a NamedTuple: one is made per request)."""
-
-    pod: Pod
-    """The mutated copy (the input itself when nothing changed)."""
-    patch: list[JSONPatchOp]
-    decisions: tuple[ConfigDecision, ...]
-    warnings: tuple[str, ...] = ()
-    skip_reason: str = ""
-    """Why nothing was injected (empty when something was)."""
-    injected: tuple[str, ...] = ()
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    """``value`` if it is a mapping, else an empty one: pods from users may be malformed."""
-    return value if isinstance(value, dict) else {}
-
-
-def _field(obj: dict[str, Any], key: str, typ: type, where: str) -> Any:
-    """``obj[key]`` if it has the type a pod's field has, empty if absent or null.
-
-    Anything else is not a pod the apiserver would send, and patching around it could
-    overwrite it: the request is refused as the client's error (HTTP 400), never patched.
-    """
-    value = obj.get(key)
-    if value is None:
-        return typ()
-    if not isinstance(value, typ):
-        raise InputError(f"{where} is a {type(value).__name__}, not {'an object' if typ is dict else 'a list'}")
-    return value
+#: Pod restart policies of pods that run to completion (Jobs, CronJobs, one-off pods).
+_RUNS_TO_COMPLETION = frozenset({"Never", "OnFailure"})
 
 
 def _csv(value: Any) -> list[str]:
@@ -120,9 +80,9 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
     """
     if not isinstance(pod, dict):
         raise InputError("the object is not a mapping")
-    meta = _field(pod, "metadata", dict, "metadata")
-    annotations = _field(meta, "annotations", dict, "metadata.annotations")
-    labels = _field(meta, "labels", dict, "metadata.labels")
+    meta = field_of(pod, "metadata", dict, "metadata")
+    annotations = field_of(meta, "annotations", dict, "metadata.annotations")
+    labels = field_of(meta, "labels", dict, "metadata.labels")
 
     if MIRROR_ANNOTATION in annotations:
         return _skip(pod, configs, MIRROR_POD, "mirror pods (static pods) are managed by the kubelet")
@@ -171,22 +131,57 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
         for name in sorted(excluded - set(configs.by_name)):
             warnings.append(f"config {name!r} named in {configs.exclude_key} does not exist")
 
+    spec = as_dict(pod.get("spec"))
+    host_network = spec.get("hostNetwork") is True
+    completes = spec.get("restartPolicy") in _RUNS_TO_COMPLETION
+    bound: cel.Bound | None = None
+    native_for: set[str] = set()
     eligible: list[tuple[SidecarConfig, bool]] = []
     for c, req in candidates:
+        skip: tuple[str, str] | None = None
         if c.name in already:
             decisions.append(ConfigDecision(c.name, ALREADY_INJECTED, "already injected (status annotation)", req))
-        elif c.namespaces and namespace not in c.namespaces:
-            msg = f"namespace {namespace!r} is not among the config's namespaces ({c.namespaces_text})"
-            decisions.append(ConfigDecision(c.name, NAMESPACE_NOT_ALLOWED, msg, req))
-            if req:
-                warnings.append(f"requested config {c.name!r} not injected: {msg}")
-        else:
-            eligible.append((c, req))
+            continue
+        if c.namespaces and namespace not in c.namespaces:
+            skip = NAMESPACE_NOT_ALLOWED, (
+                f"namespace {namespace!r} is not among the config's namespaces ({c.namespaces_text})"
+            )
+        elif host_network and c.host_network == "skip":
+            skip = HOST_NETWORK, (
+                "the pod uses the node's network (hostNetwork: true), which the config skips "
+                "(spec.hostNetwork: skip; set it to inject to override)"
+            )
+        elif completes and c.containers.static and c.run_to_completion != "inject":
+            mode = c.run_to_completion
+            if c.native_sidecar:
+                pass  # native sidecars already end with the pod's containers
+            elif mode == "native" and configs.native_sidecars:
+                native_for.add(c.name)
+            else:
+                why = ("spec.runToCompletion: skip" if mode == "skip"
+                       else "this Kubernetes version has no native sidecars to run them as")
+                skip = RUN_TO_COMPLETION, (
+                    f"the pod runs to completion (restartPolicy {spec.get('restartPolicy')}) and a regular "
+                    f"sidecar would keep it from completing ({why})"
+                )
+        if skip is None and c.match_conditions:
+            if bound is None:
+                bound = cel.bind(pod)
+            failed = bound.evaluate(c.match_conditions)
+            if failed is not None:
+                skip = MATCH_CONDITION, f"matchCondition {failed.name!r} is false ({failed.expression})"
+        if skip is not None:
+            decisions.append(ConfigDecision(c.name, skip[0], skip[1], req))
+            if req or skip[0] in (HOST_NETWORK, RUN_TO_COMPLETION):
+                warnings.append(f"{'requested ' if req else ''}config {c.name!r} not injected: {skip[1]}")
+            continue
+        eligible.append((c, req))
 
     context: dict[str, Any] | None = None
     if any(c.has_templates for c, _ in eligible):
         # Templates see the pod as it came in (not what earlier configs added).
-        context = {"pod": pod, "namespace": namespace, "labels": labels, "annotations": annotations}
+        name = as_dict(pod.get("metadata")).get("name") or as_dict(pod.get("metadata")).get("generateName") or ""
+        context = {"pod": pod, "name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
     chosen = _choose(eligible, labels, context)
     selected = [(c, req) for c, req in eligible if c.name in chosen]
     for c, req in eligible:
@@ -199,10 +194,14 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet) -> InjectionResult:
     if not selected:
         done = any(d.reason == ALREADY_INJECTED for d in decisions)
         reason = ALREADY_INJECTED if done else NOTHING_TO_INJECT
-        return InjectionResult(pod, [], _ordered(decisions, configs), tuple(warnings), reason)
-    acc = _Injection(pod, configs, context, decisions, warnings)
+        if any(d.reason in (HOST_NETWORK, RUN_TO_COMPLETION, MATCH_CONDITION) for d in decisions) and not done:
+            reason = next(d.reason for d in decisions if d.reason in (HOST_NETWORK, RUN_TO_COMPLETION, MATCH_CONDITION))
+        return InjectionResult(pod, [], ordered(decisions, configs), tuple(warnings), reason)
+    acc = Injection(pod, configs, context, decisions, warnings)
+    as_native = "; as native sidecars: the pod runs to completion (spec.runToCompletion: native)"
     for c, req in selected:
-        acc.add(c, req)
+        native = c.name in native_for
+        acc.add(c, req, as_native=native, note=as_native if native else "")
     return acc.finish(already, previous_hash)
 
 
@@ -246,193 +245,9 @@ def _skip(pod: Pod, configs: ConfigSet, reason: str, message: str) -> InjectionR
     return InjectionResult(pod, [], decisions, (), reason)
 
 
-def _ordered(decisions: list[ConfigDecision], configs: ConfigSet) -> tuple[ConfigDecision, ...]:
-    """Decisions in load order, then unknown names, for stable output."""
-    if len(decisions) < 2:
-        return tuple(decisions)
-    order, last = configs.order, len(configs.order)
-    return tuple(sorted(decisions, key=lambda d: order.get(d.config, last)))
-
-
-def _names(items: Any) -> set[str]:
-    if not isinstance(items, list):
-        return set()
-    return {i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)}
-
-
-class _Injection:
-    """Accumulates what the selected configs add, then builds the patch in one pass."""
-
-    def __init__(
-        self,
-        pod: Pod,
-        configs: ConfigSet,
-        context: dict[str, Any] | None,
-        decisions: list[ConfigDecision],
-        warnings: list[str],
-    ) -> None:
-        spec = pod.get("spec")
-        if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
-            raise InputError("the pod has no spec.containers list")
-        for key in ("initContainers", "volumes", "imagePullSecrets"):
-            _field(spec, key, list, f"spec.{key}")
-        for i, c in enumerate(spec["containers"]):
-            if not isinstance(c, dict):
-                raise InputError(f"spec.containers[{i}] is not an object")
-            _field(c, "volumeMounts", list, f"spec.containers[{i}].volumeMounts")
-            _field(c, "env", list, f"spec.containers[{i}].env")
-        meta = as_dict(pod.get("metadata"))
-        self.pod = pod
-        self.configs = configs
-        self.spec: dict[str, Any] = spec
-        self.labels = as_dict(meta.get("labels"))
-        self.annotations = as_dict(meta.get("annotations"))
-        self.decisions = decisions
-        self.warnings = warnings
-        self.context = context
-        self.container_names = _names(spec["containers"]) | _names(spec.get("initContainers"))
-        self.volume_names = _names(spec.get("volumes"))
-        self.secret_names = _names(spec.get("imagePullSecrets"))
-        self.add_labels: dict[str, str] = {}
-        self.add_annotations: dict[str, str] = {}
-        self.new_inits: list[Any] = []
-        self.new_containers: list[Any] = []
-        self.new_volumes: list[Any] = []
-        self.new_secrets: list[Any] = []
-        self.mounts: list[Any] = []
-        self.env: list[Any] = []
-        self.digests: list[tuple[str, str]] = []
-        self.injected: list[str] = []
-
-    def add(self, cfg: SidecarConfig, requested: bool) -> None:
-        ctx = self.context
-        # Labels, annotations, mounts and env are only read here (copied entry by entry where
-        # they land in the pod); containers, volumes and secrets go into the patch as they are.
-        r_labels = cfg.labels.render(ctx, copy=False)
-        r_annotations = cfg.annotations.render(ctx, copy=False)
-        r_inits = cfg.init_containers.render(ctx)
-        r_containers = cfg.containers.render(ctx)
-        r_volumes = cfg.volumes.render(ctx)
-        r_mounts = cfg.volume_mounts.render(ctx, copy=False)
-        r_env = cfg.env.render(ctx, copy=False)
-        r_secrets = cfg.image_pull_secrets.render(ctx)
-        conflicts: list[str] = []
-        for k, v in r_labels.items():
-            if k not in self.labels and k not in self.add_labels:
-                self.add_labels[k] = v
-        own = self.configs.prefix + "/"
-        for k, v in r_annotations.items():
-            if k not in self.annotations and k not in self.add_annotations and not k.startswith(own):
-                self.add_annotations[k] = v
-        for kind, items, target in (
-            ("init container", r_inits, self.new_inits),
-            ("container", r_containers, self.new_inits if cfg.native_sidecar else self.new_containers),
-        ):
-            for item in items:
-                if item["name"] in self.container_names:
-                    conflicts.append(f"{kind} {item['name']}")
-                    continue
-                self.container_names.add(item["name"])
-                target.append(item)
-        for vol in r_volumes:
-            if vol["name"] in self.volume_names:
-                conflicts.append(f"volume {vol['name']}")
-                continue
-            self.volume_names.add(vol["name"])
-            self.new_volumes.append(vol)
-        for sec in r_secrets:
-            if sec["name"] not in self.secret_names:
-                self.secret_names.add(sec["name"])
-                self.new_secrets.append(sec)
-        self.mounts.extend(r_mounts)
-        self.env.extend(r_env)
-        if cfg.static_digest:
-            self.digests.append((cfg.name, cfg.static_digest))
-        else:
-            self.digests.append((cfg.name, content_digest({
-                "labels": r_labels, "annotations": r_annotations, "initContainers": r_inits,
-                "containers": r_containers, "volumes": r_volumes, "volumeMounts": r_mounts,
-                "env": r_env, "imagePullSecrets": r_secrets,
-            })))
-        for c in conflicts:
-            self.warnings.append(f"config {cfg.name!r}: the pod already has {c}; kept the pod's own")
-        msg = ("requested by the pod's annotation" if requested else "injected by default") + (
-            f"; kept the pod's own {', '.join(conflicts)}" if conflicts else ""
-        )
-        self.decisions.append(ConfigDecision(cfg.name, INJECTED, msg, requested, tuple(conflicts)))
-        self.injected.append(cfg.name)
-
-    def finish(self, already: list[str], previous_hash: str | None) -> InjectionResult:
-        b = PatchBuilder(self.pod)
-        if not isinstance(self.pod.get("metadata"), dict):
-            b.set_key((), "metadata", {})
-        app_containers: list[Any] = self.spec["containers"]
-        add_annotations = dict(self.add_annotations)
-        if self.new_containers and DEFAULT_CONTAINER_ANNOTATION not in self.annotations:
-            # Sidecars come after the app: keep `kubectl logs`/`exec` pointed at the app.
-            first = app_containers[0] if app_containers else None
-            if isinstance(first, dict) and isinstance(first.get("name"), str):
-                add_annotations[DEFAULT_CONTAINER_ANNOTATION] = first["name"]
-        add_annotations[self.configs.status_key] = _status(already + self.injected, self.digests, previous_hash)
-        b.merge_map(("metadata",), "labels", self.add_labels)
-        b.merge_map(("metadata",), "annotations", add_annotations)
-        # Injected init containers (each config's init containers, then its native sidecars) go
-        # before the pod's own, so the pod's init containers can rely on a native sidecar.
-        b.insert_items(("spec",), "initContainers", 0, self.new_inits)
-        b.insert_items(("spec",), "containers", -1, self.new_containers)
-        b.insert_items(("spec",), "volumes", -1, self.new_volumes)
-        b.insert_items(("spec",), "imagePullSecrets", -1, self.new_secrets)
-        if self.mounts or self.env:
-            for i, c in enumerate(app_containers):
-                if isinstance(c, dict):
-                    _add_to_container(b, i, c, self.mounts, self.env)
-        decisions = _ordered(self.decisions, self.configs)
-        return InjectionResult(b.root, b.ops, decisions, tuple(self.warnings), "", tuple(self.injected))
-
-
-def _add_to_container(b: PatchBuilder, index: int, c: dict[str, Any], mounts: list[Any], env: list[Any]) -> None:
-    """Add mounts and env a regular app container lacks (by mountPath / name)."""
-    have_paths = {m.get("mountPath") for m in c.get("volumeMounts") or [] if isinstance(m, dict)}
-    have_env = {e.get("name") for e in c.get("env") or [] if isinstance(e, dict)}
-    add_mounts = []
-    for m in mounts:
-        if m["mountPath"] not in have_paths:
-            have_paths.add(m["mountPath"])
-            add_mounts.append(dict(m))
-    add_env = []
-    for e in env:
-        if e["name"] not in have_env:
-            have_env.add(e["name"])
-            add_env.append(dict(e))
-    path = ("spec", "containers", index)
-    b.insert_items(path, "volumeMounts", -1, add_mounts)
-    b.insert_items(path, "env", -1, add_env)
-
-
-def _status(names: list[str], digests: list[tuple[str, str]], previous_hash: str | None) -> str:
-    """The status annotation: the configs injected, and a hash of what this injection added.
-
-    The hash covers each injected config's rendered content (see ``content_digest``), in
-    order, so a reader that re-renders the same configs for the pod can tell whether its
-    sidecars are current. When earlier configs were injected before, their hash is chained in.
-    For static configs the same few annotations recur on every pod: they are memoised.
-    """
-    key = (tuple(names), tuple(digests), previous_hash)
-    cached = _STATUS_CACHE.get(key)
-    if cached is None:
-        payload = orjson.dumps([previous_hash, digests] if previous_hash else digests)
-        digest = hashlib.sha256(payload).hexdigest()
-        cached = orjson.dumps({"injected": names, "hash": f"sha256:{digest}"}).decode()
-        if len(_STATUS_CACHE) >= 1024:  # templated configs give a new key per pod: stay small
-            _STATUS_CACHE.clear()
-        _STATUS_CACHE[key] = cached
-    return cached
-
-
-_STATUS_CACHE: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None], str] = {}
-
-
 __all__ = [
+    "DEFAULT_CONTAINER_ANNOTATION",
+    "INJECTED",
     "ConfigDecision",
     "InjectionResult",
     "inject",

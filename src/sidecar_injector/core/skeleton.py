@@ -17,7 +17,9 @@ typed reviews):
 - invalid JSON, and invalid UTF-8 anywhere (msgspec does not check the strings it skips;
   the full decode does);
 - nesting deeper than msgspec's recursion limit (the full decode has its own limit, 1024);
-- configs with templates, which may read any field of the pod.
+- configs with templates or CEL matchConditions, which may read any field of the pod;
+- a pod that declares a container of a sidecar's name (merged field by field with the
+  sidecar: every field of the pod's container counts, see :func:`declares_any`).
 
 Numbers outside the range of a double (``1e400``) where nothing reads them are skipped here
 unchecked; the full path accepts them too (:func:`core.admission.parse`), so both agree.
@@ -45,6 +47,8 @@ class _Container(TypedDict, total=False):
 
 
 class _Spec(TypedDict, total=False):
+    hostNetwork: Any
+    restartPolicy: Any
     containers: list[_Container] | None
     initContainers: list[_Container] | None
     volumes: list[_Named] | None
@@ -96,3 +100,14 @@ def decode(body: bytes) -> dict[str, Any] | None:
         except UnicodeDecodeError:
             return None
     return cast(dict[str, Any], doc)
+
+
+def declares_any(doc: dict[str, Any], names: frozenset[str]) -> bool:
+    """Whether the skeleton's pod has a container or init container named in ``names``."""
+    obj = (doc.get("request") or {}).get("object") or {}
+    spec = obj.get("spec") or {}
+    for key in ("containers", "initContainers"):
+        for c in spec.get(key) or ():
+            if c.get("name") in names:
+                return True
+    return False

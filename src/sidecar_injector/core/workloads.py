@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar_injector.core.build import InjectionResult, as_dict
 from sidecar_injector.core.config import ConfigSet
-from sidecar_injector.core.errors import InputError
-from sidecar_injector.core.inject import InjectionResult, as_dict, inject
+from sidecar_injector.core.errors import InjectionError, InputError
+from sidecar_injector.core.inject import inject
 
 #: Where each kind keeps the pod (template) to inject.
 POD_PATHS: dict[str, tuple[str, ...]] = {
@@ -87,6 +88,8 @@ def inject_object(
         result = inject(pod, ns, configs)
     except InputError as e:
         raise InputError(f"{source}: {kind} {name}: {e}") from None
+    except InjectionError as e:  # name the document and the workload: the run goes on past it
+        raise InjectionError(f"{source}: {kind} {name}: {e}") from None
     new_doc = _replace(doc, path, result.pod) if result.patch else doc
     return new_doc, [PodInjection(kind, str(name), str(ns), path, pod, result)]
 

@@ -1,0 +1,413 @@
+"""Building one pod's patch from the configs :func:`~sidecar_injector.core.inject.inject` chose.
+
+Separate from the decisions (which configs, and why) because this part has its own rules:
+
+- **Order**: each config's init containers, then its native sidecars, before the pod's own
+  init containers; regular sidecars after the app containers.
+- **A pod-declared container with a sidecar's name is merged over the injected one**: the
+  pod's fields win; ``env`` merges by name, ``volumeMounts`` by ``mountPath``, ``ports`` by
+  ``containerPort``. A pod can override just the image or the resources of a sidecar this
+  way. Only ``add`` operations are emitted: the pod's own values are never replaced. Fields
+  the pod's kind of container does not allow (``restartPolicy`` on a regular container,
+  probes on a plain init container) are not merged.
+- **Nothing the apiserver would refuse**: rendered template values are checked with the
+  apiserver's rules (:mod:`~sidecar_injector.core.podrules`) and every mount must name a
+  volume the final pod has. A failure is an :class:`InjectionError` naming the config and
+  the field, which the webhook answers per ``--on-error``: never a pod refused with 422.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, NamedTuple
+
+import orjson
+
+from sidecar_injector.core import podrules
+from sidecar_injector.core.config import ConfigSet, SidecarConfig, content_digest
+from sidecar_injector.core.errors import InjectionError, InputError
+from sidecar_injector.core.patch import PatchBuilder
+from sidecar_injector.core.types import JSONPatchOp, Pod
+
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+INJECTED = "injected"
+
+#: List fields of a container merged item by item (by this key) when the pod declares a sidecar.
+_MERGE_KEYS = {"env": "name", "volumeMounts": "mountPath", "ports": "containerPort"}
+#: Fields a plain init container (no ``restartPolicy: Always``) may not have.
+_SIDECAR_ONLY = frozenset({"livenessProbe", "readinessProbe", "startupProbe", "lifecycle"})
+#: The apiserver's limit on the total size of a pod's annotations.
+_ANNOTATIONS_MAX = 256 * 1024
+
+
+class ConfigDecision(NamedTuple):
+    """What happened to one config for one pod, and why.
+
+    A NamedTuple rather than a frozen dataclass: one is made per loaded config per request,
+    and tuple construction is several times cheaper.
+    """
+
+    config: str
+    reason: str
+    """A reason code (see :mod:`~sidecar_injector.core.inject`); ``injected`` when it was."""
+    message: str
+    requested: bool = False
+    """Named by the pod's inject annotation (as opposed to injected by default)."""
+    conflicts: tuple[str, ...] = ()
+    """Items the pod already had by name, kept as the pod declared them."""
+
+    @property
+    def injected(self) -> bool:
+        return self.reason == INJECTED
+
+
+class InjectionResult(NamedTuple):
+    """What :func:`inject` did to one pod (a NamedTuple: one is made per request)."""
+
+    pod: Pod
+    """The mutated copy (the input itself when nothing changed)."""
+    patch: list[JSONPatchOp]
+    decisions: tuple[ConfigDecision, ...]
+    warnings: tuple[str, ...] = ()
+    skip_reason: str = ""
+    """Why nothing was injected (empty when something was)."""
+    injected: tuple[str, ...] = ()
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping, else an empty one: pods from users may be malformed."""
+    return value if isinstance(value, dict) else {}
+
+
+def field_of(obj: dict[str, Any], key: str, typ: type, where: str) -> Any:
+    """``obj[key]`` if it has the type a pod's field has, empty if absent or null.
+
+    Anything else is not a pod the apiserver would send, and patching around it could
+    overwrite it: the request is refused as the client's error (HTTP 400), never patched.
+    """
+    value = obj.get(key)
+    if value is None:
+        return typ()
+    if not isinstance(value, typ):
+        raise InputError(f"{where} is a {type(value).__name__}, not {'an object' if typ is dict else 'a list'}")
+    return value
+
+
+def _names(items: Any) -> set[str]:
+    if not isinstance(items, list):
+        return set()
+    return {i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)}
+
+
+def ordered(decisions: list[ConfigDecision], configs: ConfigSet) -> tuple[ConfigDecision, ...]:
+    """Decisions in load order, then unknown names, for stable output."""
+    if len(decisions) < 2:
+        return tuple(decisions)
+    order, last = configs.order, len(configs.order)
+    return tuple(sorted(decisions, key=lambda d: order.get(d.config, last)))
+
+
+class _Merge(NamedTuple):
+    """A sidecar the pod already declares: its fields are added where the pod's lack them."""
+
+    config: str
+    list_key: str
+    """``containers`` or ``initContainers``: where the pod declares it."""
+    position: int
+    item: dict[str, Any]
+
+
+class Injection:
+    """Accumulates what the selected configs add, then builds the patch in one pass."""
+
+    def __init__(
+        self,
+        pod: Pod,
+        configs: ConfigSet,
+        context: dict[str, Any] | None,
+        decisions: list[ConfigDecision],
+        warnings: list[str],
+    ) -> None:
+        spec = pod.get("spec")
+        if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
+            raise InputError("the pod has no spec.containers list")
+        for key in ("initContainers", "volumes", "imagePullSecrets"):
+            field_of(spec, key, list, f"spec.{key}")
+        for key in ("containers", "initContainers"):
+            for i, c in enumerate(spec.get(key) or []):
+                if not isinstance(c, dict):
+                    raise InputError(f"spec.{key}[{i}] is not an object")
+                field_of(c, "volumeMounts", list, f"spec.{key}[{i}].volumeMounts")
+                field_of(c, "env", list, f"spec.{key}[{i}].env")
+        meta = as_dict(pod.get("metadata"))
+        self.pod = pod
+        self.configs = configs
+        self.spec: dict[str, Any] = spec
+        self.labels = as_dict(meta.get("labels"))
+        self.annotations = as_dict(meta.get("annotations"))
+        self.decisions = decisions
+        self.warnings = warnings
+        self.context = context
+        # Where the pod declares each container name: merges go there.
+        self.declared: dict[str, tuple[str, int]] = {}
+        for key in ("initContainers", "containers"):
+            for i, c in enumerate(spec.get(key) or []):
+                if isinstance(c.get("name"), str):
+                    self.declared.setdefault(c["name"], (key, i))
+        self.container_names = set(self.declared)
+        self.volume_names = _names(spec.get("volumes"))
+        self.secret_names = _names(spec.get("imagePullSecrets"))
+        self.add_labels: dict[str, str] = {}
+        self.add_annotations: dict[str, str] = {}
+        self.new_inits: list[Any] = []
+        self.new_containers: list[Any] = []
+        self.new_volumes: list[Any] = []
+        self.new_secrets: list[Any] = []
+        self.merges: list[_Merge] = []
+        self.mounts: list[tuple[str, Any]] = []
+        self.env: list[tuple[str, Any]] = []
+        self.digests: list[tuple[str, str]] = []
+        self.injected: list[str] = []
+
+    def add(self, cfg: SidecarConfig, requested: bool, as_native: bool = False, note: str = "") -> None:
+        """Add one config. ``as_native``: its regular sidecars go in as native ones (a pod that
+        runs to completion would never complete with a regular sidecar still running)."""
+        ctx = self.context
+        # Labels, annotations, mounts and env are only read here (copied entry by entry where
+        # they land in the pod); containers, volumes and secrets go into the patch as they are.
+        r_labels = cfg.labels.render(ctx, copy=False)
+        r_annotations = cfg.annotations.render(ctx, copy=False)
+        r_inits = cfg.init_containers.render(ctx)
+        r_containers = cfg.containers.render(ctx)
+        r_volumes = cfg.volumes.render(ctx)
+        r_mounts = cfg.volume_mounts.render(ctx, copy=False)
+        r_env = cfg.env.render(ctx, copy=False)
+        r_secrets = cfg.image_pull_secrets.render(ctx)
+        if cfg.has_templates:
+            _check_rendered(cfg, r_labels, r_annotations, r_inits, r_containers, r_volumes, r_mounts, r_env,
+                            self.configs.native_sidecars)
+        native = cfg.native_sidecar or as_native
+        if as_native and not cfg.native_sidecar:
+            r_containers_out = [{**c, "restartPolicy": "Always"} for c in r_containers]
+        else:
+            r_containers_out = r_containers
+        conflicts: list[str] = []
+        merged: list[str] = []
+        for k, v in r_labels.items():
+            if k not in self.labels and k not in self.add_labels:
+                self.add_labels[k] = v
+        own = self.configs.prefix + "/"
+        for k, v in r_annotations.items():
+            if k not in self.annotations and k not in self.add_annotations and not k.startswith(own):
+                self.add_annotations[k] = v
+        for kind, items, target in (
+            ("init container", r_inits, self.new_inits),
+            ("container", r_containers_out, self.new_inits if native else self.new_containers),
+        ):
+            for item in items:
+                name = item["name"]
+                if name in self.container_names:
+                    where = self.declared.get(name)
+                    if where is not None and not any(m.list_key == where[0] and m.position == where[1]
+                                                     for m in self.merges):
+                        self.merges.append(_Merge(cfg.name, where[0], where[1], item))
+                        merged.append(name)
+                    else:
+                        conflicts.append(f"{kind} {name}")
+                    continue
+                self.container_names.add(name)
+                target.append(item)
+        for vol in r_volumes:
+            if vol["name"] in self.volume_names:
+                conflicts.append(f"volume {vol['name']}")
+                continue
+            self.volume_names.add(vol["name"])
+            self.new_volumes.append(vol)
+        for sec in r_secrets:
+            if sec["name"] not in self.secret_names:
+                self.secret_names.add(sec["name"])
+                self.new_secrets.append(sec)
+        self.mounts.extend((cfg.name, m) for m in r_mounts)
+        self.env.extend((cfg.name, e) for e in r_env)
+        if cfg.static_digest:
+            self.digests.append((cfg.name, cfg.static_digest))
+        else:
+            self.digests.append((cfg.name, content_digest({
+                "labels": r_labels, "annotations": r_annotations, "initContainers": r_inits,
+                "containers": r_containers, "volumes": r_volumes, "volumeMounts": r_mounts,
+                "env": r_env, "imagePullSecrets": r_secrets,
+            })))
+        for c in conflicts:
+            self.warnings.append(f"config {cfg.name!r}: the pod already has {c}; kept the pod's own")
+        msg = ("requested by the pod's annotation" if requested else "injected by default") + note + (
+            f"; merged into the pod's own container {', '.join(merged)} (the pod's fields win)" if merged else ""
+        ) + (f"; kept the pod's own {', '.join(conflicts)}" if conflicts else "")
+        self.decisions.append(ConfigDecision(cfg.name, INJECTED, msg, requested, tuple(conflicts)))
+        self.injected.append(cfg.name)
+
+    def finish(self, already: list[str], previous_hash: str | None) -> InjectionResult:
+        self._check_mounts()
+        b = PatchBuilder(self.pod)
+        if not isinstance(self.pod.get("metadata"), dict):
+            b.set_key((), "metadata", {})
+        app_containers: list[Any] = self.spec["containers"]
+        add_annotations = dict(self.add_annotations)
+        if self.new_containers and DEFAULT_CONTAINER_ANNOTATION not in self.annotations:
+            # Sidecars come after the app: keep `kubectl logs`/`exec` pointed at the app.
+            first = app_containers[0] if app_containers else None
+            if isinstance(first, dict) and isinstance(first.get("name"), str):
+                add_annotations[DEFAULT_CONTAINER_ANNOTATION] = first["name"]
+        add_annotations[self.configs.status_key] = _status(already + self.injected, self.digests, previous_hash)
+        self._check_annotation_size(add_annotations)
+        b.merge_map(("metadata",), "labels", self.add_labels)
+        b.merge_map(("metadata",), "annotations", add_annotations)
+        # Merges first: they address the pod's containers by their original indices.
+        for m in self.merges:
+            _merge_container(b, m, self.spec[m.list_key][m.position])
+        # Injected init containers (each config's init containers, then its native sidecars) go
+        # before the pod's own, so the pod's init containers can rely on a native sidecar.
+        b.insert_items(("spec",), "initContainers", 0, self.new_inits)
+        b.insert_items(("spec",), "containers", -1, self.new_containers)
+        b.insert_items(("spec",), "volumes", -1, self.new_volumes)
+        b.insert_items(("spec",), "imagePullSecrets", -1, self.new_secrets)
+        if self.mounts or self.env:
+            sidecars = {m.position for m in self.merges if m.list_key == "containers"}
+            for i, c in enumerate(app_containers):
+                if isinstance(c, dict) and i not in sidecars:
+                    self._add_to_container(b, i, c)
+        decisions = ordered(self.decisions, self.configs)
+        return InjectionResult(b.root, b.ops, decisions, tuple(self.warnings), "", tuple(self.injected))
+
+    def _add_to_container(self, b: PatchBuilder, index: int, c: dict[str, Any]) -> None:
+        """Add mounts and env an app container lacks (by mountPath / name); a different one of
+        the same path or name is the pod's, kept, with a warning."""
+        have_paths = {m.get("mountPath"): m for m in c.get("volumeMounts") or [] if isinstance(m, dict)}
+        have_env = {e.get("name"): e for e in c.get("env") or [] if isinstance(e, dict)}
+        add_mounts = []
+        for cfg_name, m in self.mounts:
+            mine = have_paths.get(m["mountPath"])
+            if mine is None:
+                have_paths[m["mountPath"]] = m
+                add_mounts.append(dict(m))
+            elif mine.get("name") != m.get("name"):
+                self.warnings.append(
+                    f"config {cfg_name!r}: container {c.get('name')} already mounts {m['mountPath']!r} "
+                    f"(volume {mine.get('name')}); kept the pod's own"
+                )
+        add_env = []
+        for cfg_name, e in self.env:
+            mine = have_env.get(e["name"])
+            if mine is None:
+                have_env[e["name"]] = e
+                add_env.append(dict(e))
+            elif mine != e:
+                self.warnings.append(
+                    f"config {cfg_name!r}: container {c.get('name')} already sets env {e['name']}; kept the pod's own"
+                )
+        path = ("spec", "containers", index)
+        b.insert_items(path, "volumeMounts", -1, add_mounts)
+        b.insert_items(path, "env", -1, add_env)
+
+    def _check_mounts(self) -> None:
+        """Every mount injected must name a volume the pod will have (the apiserver refuses
+        the pod otherwise): a config may mount the pod's own volume, so this is per pod."""
+        volumes = self.volume_names
+        problems = []
+        for c in (*self.new_inits, *self.new_containers, *(m.item for m in self.merges)):
+            for m in c.get("volumeMounts") or []:
+                if isinstance(m, dict) and m.get("name") not in volumes:
+                    problems.append(f"container {c['name']}: volumeMounts {m.get('mountPath')!r} names volume "
+                                    f"{m.get('name')!r}, which neither the config nor the pod has")
+        if any(isinstance(c, dict) for c in self.spec["containers"]):  # the app mounts land somewhere
+            for cfg_name, m in self.mounts:
+                if m.get("name") not in volumes:
+                    problems.append(f"config {cfg_name!r}: spec.volumeMounts {m.get('mountPath')!r} names volume "
+                                    f"{m.get('name')!r}, which neither the config nor the pod has")
+        if problems:
+            raise InjectionError("; ".join(problems))
+
+    def _check_annotation_size(self, add: dict[str, str]) -> None:
+        total = sum(len(k) + len(v) for k, v in self.annotations.items() if isinstance(v, str))
+        total += sum(len(k) + len(v) for k, v in add.items() if k not in self.annotations)
+        if total > _ANNOTATIONS_MAX:
+            raise InjectionError(
+                f"the pod's annotations would total {total} bytes, over the apiserver's limit of {_ANNOTATIONS_MAX}"
+            )
+
+
+def _merge_container(b: PatchBuilder, m: _Merge, mine: dict[str, Any]) -> None:
+    """Add the sidecar's fields that the pod's own container of that name lacks."""
+    path = ("spec", m.list_key, m.position)
+    restart = mine.get("restartPolicy", m.item.get("restartPolicy") if m.list_key == "initContainers" else None)
+    for key, value in m.item.items():
+        if key == "restartPolicy" and m.list_key == "containers":
+            continue  # a regular container has no restartPolicy
+        if key in _SIDECAR_ONLY and m.list_key == "initContainers" and restart != "Always":
+            continue  # a plain init container may not have probes or lifecycle hooks
+        if key not in mine or mine[key] is None:
+            b.set_key(path, key, value)
+        elif key in _MERGE_KEYS and isinstance(mine[key], list) and isinstance(value, list):
+            by = _MERGE_KEYS[key]
+            have = {i.get(by) for i in mine[key] if isinstance(i, dict)}
+            b.insert_items(path, key, -1, [dict(i) for i in value if isinstance(i, dict) and i.get(by) not in have])
+
+
+def _check_rendered(
+    cfg: SidecarConfig,
+    labels: dict[str, Any],
+    annotations: dict[str, Any],
+    inits: list[Any],
+    containers: list[Any],
+    volumes: list[Any],
+    mounts: list[Any],
+    env: list[Any],
+    native_sidecars: bool,
+) -> None:
+    """The apiserver's rules on a templated config's values as rendered for this pod."""
+    problems: list[podrules.Problem] = []
+    problems += podrules.check_labels(labels, ("spec", "labels"))
+    problems += podrules.check_annotations(annotations, ("spec", "annotations"))
+    for i, c in enumerate(inits):
+        problems += podrules.check_container(c, ("spec", "initContainers", i), "init")
+    kind: podrules.ContainerKind = "sidecar" if cfg.native_sidecar else "container"
+    for i, c in enumerate(containers):
+        problems += podrules.check_container(c, ("spec", "containers", i), kind)
+    for i, v in enumerate(volumes):
+        problems += podrules.check_volume(v, ("spec", "volumes", i))
+    if mounts or env:
+        app = {"name": "app", "image": "app", "volumeMounts": list(mounts), "env": list(env)}
+        for path, msg in podrules.check_container(app, ("spec",), "container"):
+            problems.append((path, msg))
+    if problems:
+        where = "; ".join(f"{_fmt(path)}: {msg}" for path, msg in problems[:5])
+        raise InjectionError(f"config {cfg.name!r} ({cfg.source}) rendered values the apiserver would refuse: {where}")
+
+
+def _fmt(path: podrules.Path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _status(names: list[str], digests: list[tuple[str, str]], previous_hash: str | None) -> str:
+    """The status annotation: the configs injected, and a hash of what this injection added.
+
+    The hash covers each injected config's rendered content (see ``content_digest``), in
+    order, so a reader that re-renders the same configs for the pod can tell whether its
+    sidecars are current. When earlier configs were injected before, their hash is chained in.
+    For static configs the same few annotations recur on every pod: they are memoised.
+    """
+    key = (tuple(names), tuple(digests), previous_hash)
+    cached = _STATUS_CACHE.get(key)
+    if cached is None:
+        payload = orjson.dumps([previous_hash, digests] if previous_hash else digests)
+        digest = hashlib.sha256(payload).hexdigest()
+        cached = orjson.dumps({"injected": names, "hash": f"sha256:{digest}"}).decode()
+        if len(_STATUS_CACHE) >= 1024:  # templated configs give a new key per pod: stay small
+            _STATUS_CACHE.clear()
+        _STATUS_CACHE[key] = cached
+    return cached
+
+
+_STATUS_CACHE: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None], str] = {}
