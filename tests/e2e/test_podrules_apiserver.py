@@ -1,0 +1,82 @@
+"""core.podrules against the judge: every pod of the shared case table (tests/unit/test_podrules.py)
+is created with server-side dry run in the real kube-apiserver, and ``check_pod`` must find no
+problem exactly when the apiserver accepts the pod. Where a case says "refused", the apiserver's
+own reason is checked to name the same part of the pod, so a case is refused for the rule it is
+about and not for an accident of its construction.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes.client
+import pytest
+from kubernetes.client.rest import ApiException
+
+from sidecar_injector.core.podrules import check_pod, format_problem
+
+from .controlplane import ControlPlane
+
+try:  # the unit tests' table; tests/ is on sys.path for both directories (pytest rootdir import)
+    from unit.test_podrules import CASES, Case
+except ImportError:  # pragma: no cover - run from another working directory
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    _spec = importlib.util.spec_from_file_location(
+        "podrules_cases", Path(__file__).parents[1] / "unit" / "test_podrules.py"
+    )
+    assert _spec is not None and _spec.loader is not None
+    _module = importlib.util.module_from_spec(_spec)
+    sys.modules["podrules_cases"] = _module
+    _spec.loader.exec_module(_module)
+    CASES, Case = _module.CASES, _module.Case
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACE = "podrules"
+
+
+@pytest.fixture(scope="module")
+def core_api(control_plane: ControlPlane) -> Iterator[kubernetes.client.CoreV1Api]:
+    control_plane.create_namespace(NAMESPACE)
+    with control_plane.api_client() as client:
+        yield kubernetes.client.CoreV1Api(client)
+
+
+def apiserver_verdict(api: kubernetes.client.CoreV1Api, pod: dict[str, Any]) -> tuple[bool, str, list[str]]:
+    """(accepted, message, the fields the apiserver blames) for a dry-run create of ``pod``."""
+    try:
+        api.create_namespaced_pod(NAMESPACE, copy.deepcopy(pod), dry_run="All")
+    except ApiException as e:
+        if e.status not in (400, 422):
+            raise
+        body = json.loads(e.body) if e.body else {}
+        causes = (body.get("details") or {}).get("causes") or []
+        return False, body.get("message", str(e)), [c.get("field", "") for c in causes]
+    return True, "", []
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_check_pod_agrees_with_the_apiserver(core_api: kubernetes.client.CoreV1Api, case: Case) -> None:
+    accepted, message, fields = apiserver_verdict(core_api, case.pod)
+    problems = [format_problem(p) for p in check_pod(copy.deepcopy(case.pod))]
+    assert accepted == (not problems), (
+        f"{case.id}: apiserver {'accepted' if accepted else 'refused'} ({message!r}); check_pod found {problems}"
+    )
+    # The table's expectation is what the apiserver does (the table is also the unit tests').
+    assert accepted == case.ok, f"{case.id}: the table says ok={case.ok}, the apiserver: {message!r}"
+    if not accepted and case.where:
+        # The apiserver blames the part of the pod the case is about (its paths are less precise
+        # than ours at times, e.g. metadata.labels for a label key, or a list without its index).
+        stem = case.where.split("[")[0].split(".")[-1]
+        assert stem in message, f"{case.id}: expected the apiserver to blame {case.where!r}: {message!r} {fields}"
+
+
+def test_the_table_exercises_both_verdicts() -> None:
+    assert sum(c.ok for c in CASES) >= 30
+    assert sum(not c.ok for c in CASES) >= 60
