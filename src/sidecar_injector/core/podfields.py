@@ -1,6 +1,7 @@
 """Field-level checks of a Pod the kube-apiserver (1.37, default feature gates) makes beyond the
-OpenAPI schema: env, envFrom, volume mounts, resources, probes and lifecycle handlers, resize
-policy, security context and volumes. :mod:`sidecar_injector.core.podrules` assembles them.
+OpenAPI schema: probes and lifecycle handlers, volume mounts, security context and volumes, and
+the helpers :mod:`~sidecar_injector.core.podenv` and :mod:`~sidecar_injector.core.podresources`
+share. :mod:`sidecar_injector.core.podrules` assembles them.
 
 Each function appends the problems it finds to ``out``, paths rooted at ``path``. The pod is
 read as the apiserver reads it after defaulting: an absent or empty protocol is TCP, a probe's
@@ -11,33 +12,25 @@ skipped, never crashed on.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Mapping
-from decimal import Decimal
+from collections.abc import Container, Mapping
 from typing import Any, TypeGuard
 
 from sidecar_injector.core.kubenames import (
     Path,
     Problem,
     byte_len,
-    duplicate,
     forbidden,
     invalid,
-    is_config_map_key,
-    is_dns1123_label,
-    is_dns1123_subdomain,
-    is_env_var_name,
     is_http_header_name,
     is_port_name,
-    is_qualified_name,
     not_found,
     not_supported,
     required,
     too_long,
 )
-from sidecar_injector.core.quantity import ceil_int, parse_quantity
+from sidecar_injector.core.quantity import QUANTITY_FORMAT, parse_quantity
 
 Out = list[Problem]
-
 _NEGATIVE = "must be greater than or equal to 0"
 _PORT_RANGE = "must be between 1 and 65535, inclusive"
 
@@ -54,7 +47,7 @@ def is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _set(d: Mapping[str, Any], key: str) -> bool:
+def is_set(d: Mapping[str, Any], key: str) -> bool:
     """A pointer field the apiserver sees as set (JSON null is unset)."""
     return d.get(key) is not None
 
@@ -165,7 +158,7 @@ _LINUX_SIGNALS = frozenset(
 
 def check_lifecycle(lc: dict[str, Any], grace: int | None, os_name: str | None, path: Path, out: Out) -> None:
     for hook in ("postStart", "preStop"):
-        if _set(lc, hook):
+        if is_set(lc, hook):
             check_handler(as_dict(lc[hook]), _LIFECYCLE_HANDLERS, grace, (*path, hook), out)
     signal = lc.get("stopSignal")
     if signal is not None:
@@ -176,191 +169,6 @@ def check_lifecycle(lc: dict[str, Any], grace: int | None, os_name: str | None, 
             out.append(not_supported(where, signal, ("SIGKILL", "SIGTERM")))
         elif os_name == "linux" and signal not in _LINUX_SIGNALS:
             out.append(not_supported(where, signal, _LINUX_SIGNALS))
-
-
-# -- env ---------------------------------------------------------------------------------------
-
-_ENV_FIELD_PATHS = frozenset(
-    [
-        "metadata.name",
-        "metadata.namespace",
-        "metadata.uid",
-        "spec.nodeName",
-        "spec.serviceAccountName",
-        "status.hostIP",
-        "status.hostIPs",
-        "status.podIP",
-        "status.podIPs",
-    ]
-)
-_CONVERTIBLE_FIELD_PATHS = _ENV_FIELD_PATHS | {
-    "metadata.annotations",
-    "metadata.labels",
-    "spec.restartPolicy",
-    "spec.schedulerName",
-    "status.phase",
-}
-_RESOURCE_FIELD_PATHS = frozenset(
-    [
-        "limits.cpu",
-        "limits.memory",
-        "limits.ephemeral-storage",
-        "requests.cpu",
-        "requests.memory",
-        "requests.ephemeral-storage",
-    ]
-)
-_ENV_SOURCES = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", "fileKeyRef")
-
-
-def check_env(env: list[Any], path: Path, out: Out) -> None:
-    for i, var in enumerate(env):
-        var = as_dict(var)
-        where = (*path, i)
-        name = var.get("name")
-        if name is None or name == "":
-            out.append(required((*where, "name")))
-        elif isinstance(name, str):
-            out.extend(invalid((*where, "name"), name, m) for m in is_env_var_name(name))
-        if _set(var, "valueFrom"):
-            _check_value_from(var, as_dict(var["valueFrom"]), (*where, "valueFrom"), out)
-
-
-def _check_value_from(var: dict[str, Any], vf: dict[str, Any], path: Path, out: Out) -> None:
-    sources = [s for s in _ENV_SOURCES if _set(vf, s)]
-    for source in sources:
-        ref, where = as_dict(vf[source]), (*path, source)
-        if source == "fieldRef":
-            _check_field_ref(ref, where, out)
-        elif source == "resourceFieldRef":
-            _check_resource_field_ref(ref, where, out)
-        elif source == "fileKeyRef":
-            _check_file_key_ref(ref, where, out)
-        else:
-            name = ref.get("name", "")
-            if isinstance(name, str):
-                out.extend(invalid((*where, "name"), name, m) for m in is_dns1123_subdomain(name))
-            key = ref.get("key")
-            if not key:
-                out.append(required((*where, "key")))
-            elif isinstance(key, str):
-                out.extend(invalid((*where, "key"), key, m) for m in is_config_map_key(key))
-    if not sources:
-        options = "`fieldRef`, `resourceFieldRef`, `configMapKeyRef`, `secretKeyRef` or `fileKeyRef`"
-        out.append(invalid(path, "", f"must specify one of: {options}"))
-    elif var.get("value"):
-        out.append(invalid(path, "", "may not be specified when `value` is not empty"))
-    elif len(sources) > 1:
-        out.append(invalid(path, "", "may not have more than one field specified at a time"))
-
-
-def _check_field_ref(ref: dict[str, Any], path: Path, out: Out) -> None:
-    version = ref.get("apiVersion") or "v1"
-    field_path = ref.get("fieldPath")
-    if not isinstance(field_path, str) or not isinstance(version, str):
-        if not field_path:
-            out.append(required((*path, "fieldPath")))
-        return
-    if not field_path:
-        out.append(required((*path, "fieldPath")))
-        return
-    base, subscript = field_path, None
-    if field_path.endswith("']") and "['" in field_path and not field_path.startswith("['"):
-        base, _, subscript = field_path[:-2].partition("['")
-    error = None
-    if version != "v1":
-        error = f"unsupported pod version: {version}"
-    elif subscript is not None and base not in ("metadata.annotations", "metadata.labels"):
-        error = f"field label does not support subscript: {field_path}"
-    elif subscript is None and base not in _CONVERTIBLE_FIELD_PATHS and base != "spec.host":
-        error = f"field label not supported: {field_path}"
-    if error:
-        out.append(invalid((*path, "fieldPath"), field_path, f"error converting fieldPath: {error}"))
-    elif subscript is not None:
-        key = subscript.lower() if base == "metadata.annotations" else subscript
-        out.extend(invalid(path, key, m) for m in is_qualified_name(key))
-    elif base != "spec.host" and base not in _ENV_FIELD_PATHS:
-        out.append(not_supported((*path, "fieldPath"), base, _ENV_FIELD_PATHS))
-
-
-_CPU_DIVISORS = (Decimal("0.001"), Decimal(1))
-_DECIMAL_DIVISORS = tuple(Decimal(10) ** e for e in (0, 3, 6, 9, 12, 15, 18))
-_BINARY_DIVISORS = tuple(Decimal(2**e) for e in (10, 20, 30, 40, 50, 60))
-
-
-def _check_resource_field_ref(ref: dict[str, Any], path: Path, out: Out) -> None:
-    resource = ref.get("resource")
-    if not resource:
-        out.append(required((*path, "resource")))
-        resource = ""
-    elif isinstance(resource, str) and resource not in _RESOURCE_FIELD_PATHS:
-        if not resource.startswith(("requests.hugepages-", "limits.hugepages-")):
-            out.append(not_supported((*path, "resource"), resource, _RESOURCE_FIELD_PATHS))
-    divisor = ref.get("divisor")
-    if divisor is None or not isinstance(resource, str):
-        return
-    value = parse_quantity(divisor)
-    if value is None:
-        out.append(invalid((*path, "divisor"), divisor, "quantities must match the regular expression"))
-        return
-    if not value:
-        return
-    text = str(divisor).strip()
-    binary = text.endswith(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))
-    exponent = not binary and any(c in "eE" for c in text.lstrip("+-").lstrip("0123456789."))
-    if resource in ("limits.cpu", "requests.cpu"):
-        ok, what = value in _CPU_DIVISORS and not binary and (not exponent or value == 1), "1m and 1"
-        detail = f"only divisor's values {what} are supported with the cpu resource"
-    elif resource.endswith(("memory", "ephemeral-storage")) or "hugepages-" in resource:
-        ok = (binary and value in _BINARY_DIVISORS) or (
-            not binary and value in _DECIMAL_DIVISORS and (not exponent or value == 1)
-        )
-        kind = "memory" if resource.endswith("memory") else "local ephemeral storage"
-        kind = "hugepages" if "hugepages-" in resource else kind
-        detail = (
-            "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported "
-            f"with the {kind} resource"
-        )
-    else:
-        return
-    if not ok:
-        out.append(invalid((*path, "divisor"), resource, detail))
-
-
-def _check_file_key_ref(ref: dict[str, Any], path: Path, out: Out) -> None:
-    key, volume, file_path = ref.get("key"), ref.get("volumeName"), ref.get("path")
-    if not key:
-        out.append(required((*path, "key")))
-    elif isinstance(key, str):
-        out.extend(invalid((*path, "key"), key, m) for m in is_env_var_name(key))
-    if not volume:
-        out.append(required((*path, "volumeName")))
-    elif isinstance(volume, str):
-        out.extend(invalid((*path, "volumeName"), volume, m) for m in is_dns1123_label(volume))
-    if not file_path:
-        out.append(required((*path, "path")))
-    elif isinstance(file_path, str):
-        check_no_backsteps(file_path, (*path, "path"), out)
-
-
-def check_env_from(env_from: list[Any], path: Path, out: Out) -> None:
-    for i, source in enumerate(env_from):
-        source = as_dict(source)
-        where = (*path, i)
-        prefix = source.get("prefix")
-        if prefix and isinstance(prefix, str):
-            out.extend(invalid((*where, "prefix"), prefix, m) for m in is_env_var_name(prefix))
-        refs = [k for k in ("configMapRef", "secretRef") if _set(source, k)]
-        for ref in refs:
-            name = as_dict(source[ref]).get("name")
-            if not name:
-                out.append(required((*where, ref, "name")))
-            elif isinstance(name, str):
-                out.extend(invalid((*where, ref, "name"), name, m) for m in is_dns1123_subdomain(name))
-        if not refs:
-            out.append(invalid(path, "", "must specify one of: `configMapRef` or `secretRef`"))
-        elif len(refs) > 1:
-            out.append(invalid(path, "", "may not have more than one field specified at a time"))
 
 
 # -- volume mounts -----------------------------------------------------------------------------
@@ -417,119 +225,6 @@ def check_volume_mounts(
                     out.append(forbidden((*where, "recursiveReadOnly"), detail))
 
 
-# -- resources ---------------------------------------------------------------------------------
-
-_STANDARD_CONTAINER_RESOURCES = frozenset(["cpu", "memory", "ephemeral-storage"])
-_QUANTITY_FORMAT = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-
-
-def _is_native(name: str) -> bool:
-    return "/" not in name or "kubernetes.io/" in name
-
-
-def _is_extended(name: str) -> bool:
-    return not _is_native(name) and not name.startswith("requests.") and not is_qualified_name("requests." + name)
-
-
-def _check_resource_name(name: str, path: Path, out: Out) -> None:
-    errors = is_qualified_name(name)
-    out.extend(invalid(path, name, m) for m in errors)
-    if "/" not in name:
-        if not errors and name not in _STANDARD_CONTAINER_RESOURCES and not name.startswith("hugepages-"):
-            out.append(invalid(path, name, "must be a standard resource for containers"))
-    elif not _is_native(name) and not _is_extended(name):
-        out.append(invalid(path, name, "doesn't follow extended resource name standard"))
-
-
-def _check_quantity_value(name: str, raw: Any, value: Decimal, path: Path, out: Out) -> None:
-    if value < 0:
-        out.append(invalid(path, str(raw).strip(), _NEGATIVE))
-    if _is_extended(name) and ceil_int(value * 1000) % 1000:
-        out.append(invalid(path, str(raw).strip(), "must be an integer"))
-    if name.startswith("hugepages-"):
-        page = parse_quantity(name[len("hugepages-") :])
-        if page is None or page <= 0 or page % 1 or ceil_int(value) % int(page):
-            out.append(
-                invalid(path, str(raw).strip(), f"{str(raw).strip()} is not positive integer multiple of {name}")
-            )
-
-
-def check_resources(res: dict[str, Any], claim_names: Collection[str] | None, path: Path, out: Out) -> None:
-    limits, requests = as_dict(res.get("limits")), as_dict(res.get("requests"))
-    parsed_limits: dict[str, Decimal] = {}
-    cpu_or_memory = huge = False
-    for section, values in (("limits", limits), ("requests", requests)):
-        for name, raw in values.items():
-            where = (*path, section, name)
-            _check_resource_name(name, where, out)
-            value = parse_quantity(raw)
-            if value is None:
-                out.append(invalid(where, raw, _QUANTITY_FORMAT))
-                continue
-            _check_quantity_value(name, raw, value, where, out)
-            cpu_or_memory = cpu_or_memory or name in ("cpu", "memory")
-            huge = huge or name.startswith("hugepages-")
-            if section == "limits":
-                parsed_limits[name] = value
-                continue
-            limit = parsed_limits.get(name)
-            overcommit = _is_native(name) and not name.startswith("hugepages-")
-            if name in limits and limit is None:
-                continue  # the limit does not parse: already reported
-            if limit is not None:
-                lim_text = str(limits[name]).strip()
-                if value != limit and not overcommit:
-                    detail = f"must be equal to {name} limit of {lim_text}"
-                    out.append(invalid((*path, "requests", name), str(raw).strip(), detail))
-                elif value > limit:
-                    detail = f"must be less than or equal to {name} limit of {lim_text}"
-                    out.append(invalid((*path, "requests", name), str(raw).strip(), detail))
-            elif not overcommit:
-                out.append(required((*path, "limits", name), "Limit must be set for non overcommitable resources"))
-    if huge and not cpu_or_memory:
-        out.append(forbidden(path, "HugePages require cpu or memory"))
-    seen: set[str] = set()
-    for i, claim in enumerate(as_list(res.get("claims"))):
-        claim = as_dict(claim)
-        claim_name, request = claim.get("name"), claim.get("request")
-        if not claim_name or not isinstance(claim_name, str):
-            out.append(required((*path, "claims", i)))
-            continue
-        key = f"{claim_name}/{request}" if request else claim_name
-        if key in seen or claim_name in seen:
-            out.append(duplicate((*path, "claims", i), key))
-        seen.add(key)
-        if claim_names is not None and claim_name not in claim_names:
-            names = ", ".join(sorted(claim_names))
-            detail = "must be one of the names in pod.spec.resourceClaims" + (
-                f": {names}" if names else " which is empty"
-            )
-            out.append(not_found((*path, "claims", i), claim_name, detail))
-
-
-def check_resize_policy(policies: list[Any], restartable: bool, pod_restart: str, path: Path, out: Out) -> None:
-    seen: set[Any] = set()
-    for i, p in enumerate(policies):
-        p = as_dict(p)
-        resource, policy = p.get("resourceName", ""), p.get("restartPolicy", "")
-        if resource in seen:
-            out.append(duplicate((*path, i), resource))
-        seen.add(resource)
-        if not resource:
-            out.append(required(path))
-        elif resource not in ("cpu", "memory"):
-            out.append(not_supported(path, resource, ("cpu", "memory")))
-        if not policy:
-            out.append(required(path))
-        elif policy not in ("NotRequired", "RestartContainer"):
-            out.append(not_supported(path, policy, ("NotRequired", "RestartContainer")))
-        if pod_restart == "Never" and policy != "NotRequired":
-            out.append(invalid(path, policy, "must be 'NotRequired' when pod `restartPolicy` is 'Never'"))
-        if not restartable and policy == "RestartContainer":
-            detail = "must not be set to 'RestartContainer' for non-sidecar initContainers"
-            out.append(invalid((*path, i, "restartPolicy"), policy, detail))
-
-
 # -- security context --------------------------------------------------------------------------
 
 
@@ -544,9 +239,9 @@ def check_security_context(sc: dict[str, Any], host_users: bool, path: Path, out
             out.append(not_supported((*path, "procMount"), proc_mount, ("Default", "Unmasked")))
         if host_users and proc_mount == "Unmasked":
             out.append(invalid((*path, "procMount"), proc_mount, "`hostUsers` must be false to use `Unmasked`"))
-    if _set(sc, "seccompProfile"):
+    if is_set(sc, "seccompProfile"):
         _check_profile(as_dict(sc["seccompProfile"]), "seccomp", (*path, "seccompProfile"), out)
-    if _set(sc, "appArmorProfile"):
+    if is_set(sc, "appArmorProfile"):
         _check_profile(as_dict(sc["appArmorProfile"]), "AppArmor", (*path, "appArmorProfile"), out)
     if sc.get("allowPrivilegeEscalation") is False:
         if sc.get("privileged") is True:
@@ -615,7 +310,7 @@ def check_volume_source(v: dict[str, Any], path: Path, out: Out) -> str | None:
         if size is not None:
             value = parse_quantity(size)
             if value is None:
-                out.append(invalid((*where, "sizeLimit"), size, _QUANTITY_FORMAT))
+                out.append(invalid((*where, "sizeLimit"), size, QUANTITY_FORMAT))
             elif value < 0:
                 out.append(forbidden((*where, "sizeLimit"), "SizeLimit field must be a valid resource quantity"))
     elif kind == "hostPath":

@@ -42,21 +42,19 @@ from sidecar_injector.core.kubenames import (
     required,
     too_long,
 )
+from sidecar_injector.core.podenv import check_env, check_env_from
 from sidecar_injector.core.podfields import (
     Out,
     as_dict,
     as_list,
-    check_env,
-    check_env_from,
     check_lifecycle,
     check_probe,
-    check_resize_policy,
-    check_resources,
     check_security_context,
     check_volume_mounts,
     check_volume_source,
     is_int,
 )
+from sidecar_injector.core.podresources import check_resize_policy, check_resources
 
 __all__ = [
     "Path",

@@ -20,7 +20,9 @@ import json
 import math
 from decimal import ROUND_CEILING, ROUND_UP, Context, Decimal, InvalidOperation
 
-__all__ = ["ceil_int", "parse_quantity"]
+__all__ = ["QUANTITY_FORMAT", "ceil_int", "parse_quantity"]
+
+QUANTITY_FORMAT = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
 
 _DECIMAL_SUFFIXES = {"": 0, "n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _BINARY_SUFFIXES = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
