@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sidecar_injector.core.podrules import (
     check_annotations,
@@ -448,7 +450,7 @@ CASES: list[Case] = [
         True,
     ),
     Case("lifecycle-no-handler", c_with(lifecycle={"postStart": {}}), False, "postStart"),
-    Case("stop-signal-without-os", c_with(lifecycle={"stopSignal": "SIGTERM"}), False, "stopSignal"),
+    Case("stop-signal-is-dropped", c_with(lifecycle={"stopSignal": "NOSUCHSIGNAL"}), True),  # alpha gate: dropped
     Case("stop-signal-linux", mkpod(ctr(lifecycle={"stopSignal": "SIGUSR1"}), os={"name": "linux"}), True),
     # -- restartPolicy
     Case("sidecar-restart-always", mkpod(init=[sidecar()]), True),
@@ -836,3 +838,41 @@ def test_a_big_pod_is_checked_quickly() -> None:
     name, pod = max(REALISTIC, key=lambda np: len(str(np[1])))
     per_call = min(timeit.repeat(lambda: check_pod(pod), number=200, repeat=3)) / 200
     assert per_call < 0.005, f"{name}: {per_call * 1e6:.0f} µs"
+
+
+# -- robustness: a pod of any shape is checked, never crashed on -------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+_FIELDS = sorted(
+    {
+        k
+        for case in CASES
+        for c in case.pod["spec"]["containers"] + case.pod["spec"].get("initContainers", [])
+        for k in c
+    }
+    | {"name", "image", "ports", "env", "envFrom", "volumeMounts", "resources", "lifecycle", "livenessProbe"}
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    case=st.sampled_from(CASES),
+    field=st.sampled_from(_FIELDS),
+    value=_json,
+    spec_field=st.sampled_from(["volumes", "initContainers", "containers", "terminationGracePeriodSeconds", "os"]),
+    spec_value=_json,
+)
+def test_any_shape_is_checked_without_crashing(
+    case: Case, field: str, value: Any, spec_field: str, spec_value: Any
+) -> None:
+    pod = copy.deepcopy(case.pod)
+    pod["spec"]["containers"][0][field] = value
+    check_pod(pod)
+    pod["spec"][spec_field] = spec_value
+    check_pod(pod)
+    pod["metadata"] = {"labels": value, "annotations": spec_value}
+    check_pod(pod)

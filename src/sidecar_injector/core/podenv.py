@@ -20,7 +20,7 @@ from sidecar_injector.core.kubenames import (
     required,
 )
 from sidecar_injector.core.podfields import Out, as_dict, check_no_backsteps, is_set
-from sidecar_injector.core.quantity import QUANTITY_FORMAT, parse_quantity
+from sidecar_injector.core.quantity import QUANTITY_FORMAT, parse_quantity, quantity_error
 
 _ENV_FIELD_PATHS = frozenset(
     [
@@ -143,7 +143,7 @@ def _check_resource_field_ref(ref: dict[str, Any], path: Path, out: Out) -> None
         return
     value = parse_quantity(divisor)
     if value is None:
-        out.append(invalid((*path, "divisor"), divisor, QUANTITY_FORMAT))
+        out.append(invalid((*path, "divisor"), divisor, quantity_error(divisor) or QUANTITY_FORMAT))
         return
     if not value:
         return

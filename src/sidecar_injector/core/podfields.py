@@ -28,7 +28,7 @@ from sidecar_injector.core.kubenames import (
     required,
     too_long,
 )
-from sidecar_injector.core.quantity import QUANTITY_FORMAT, parse_quantity
+from sidecar_injector.core.quantity import QUANTITY_FORMAT, parse_quantity, quantity_error
 
 Out = list[Problem]
 _NEGATIVE = "must be greater than or equal to 0"
@@ -115,7 +115,7 @@ def check_handler(h: dict[str, Any], kinds: tuple[str, ...], grace: int | None, 
         elif kind == "tcpSocket":
             check_port_num_or_name(action.get("port"), (*where, "port"), out)
         elif kind == "grpc":
-            port = action.get("port")
+            port = action.get("port", 0)
             if is_int(port) and not 1 <= port <= 65535:
                 out.append(invalid((*where, "port"), port, _PORT_RANGE))
         elif kind == "sleep":
@@ -143,32 +143,12 @@ def check_probe(probe: dict[str, Any], which: str, grace: int | None, path: Path
         out.append(invalid((*path, "terminationGracePeriodSeconds"), tgps, "must not be set for readinessProbes"))
 
 
-_LINUX_SIGNALS = frozenset(
-    [
-        *(
-            f"SIG{s}"
-            for s in "ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV "
-            "STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ RTMIN RTMAX".split()
-        ),
-        *(f"SIGRTMIN+{i}" for i in range(1, 16)),
-        *(f"SIGRTMAX-{i}" for i in range(1, 15)),
-    ]
-)
-
-
-def check_lifecycle(lc: dict[str, Any], grace: int | None, os_name: str | None, path: Path, out: Out) -> None:
+def check_lifecycle(lc: dict[str, Any], grace: int | None, path: Path, out: Out) -> None:
+    """postStart and preStop. (``stopSignal`` is dropped by a 1.37 apiserver: ContainerStopSignals
+    is alpha, off by default.)"""
     for hook in ("postStart", "preStop"):
         if is_set(lc, hook):
             check_handler(as_dict(lc[hook]), _LIFECYCLE_HANDLERS, grace, (*path, hook), out)
-    signal = lc.get("stopSignal")
-    if signal is not None:
-        where = (*path, "stopSignal")
-        if not os_name:
-            out.append(forbidden(where, "may not be set for containers with empty `spec.os.name`"))
-        elif os_name == "windows" and signal not in ("SIGKILL", "SIGTERM"):
-            out.append(not_supported(where, signal, ("SIGKILL", "SIGTERM")))
-        elif os_name == "linux" and signal not in _LINUX_SIGNALS:
-            out.append(not_supported(where, signal, _LINUX_SIGNALS))
 
 
 # -- volume mounts -----------------------------------------------------------------------------
@@ -310,7 +290,7 @@ def check_volume_source(v: dict[str, Any], path: Path, out: Out) -> str | None:
         if size is not None:
             value = parse_quantity(size)
             if value is None:
-                out.append(invalid((*where, "sizeLimit"), size, QUANTITY_FORMAT))
+                out.append(invalid((*where, "sizeLimit"), size, quantity_error(size) or QUANTITY_FORMAT))
             elif value < 0:
                 out.append(forbidden((*where, "sizeLimit"), "SizeLimit field must be a valid resource quantity"))
     elif kind == "hostPath":

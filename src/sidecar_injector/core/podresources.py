@@ -20,7 +20,7 @@ from sidecar_injector.core.kubenames import (
     required,
 )
 from sidecar_injector.core.podfields import Out, as_dict, as_list
-from sidecar_injector.core.quantity import QUANTITY_FORMAT, ceil_int, parse_quantity
+from sidecar_injector.core.quantity import QUANTITY_FORMAT, ceil_int, parse_quantity, quantity_error
 
 _NEGATIVE = "must be greater than or equal to 0"
 
@@ -69,7 +69,7 @@ def check_resources(res: dict[str, Any], claim_names: Collection[str] | None, pa
             _check_resource_name(name, where, out)
             value = parse_quantity(raw)
             if value is None:
-                out.append(invalid(where, raw, QUANTITY_FORMAT))
+                out.append(invalid(where, raw, quantity_error(raw) or QUANTITY_FORMAT))
                 continue
             _check_quantity_value(name, raw, value, where, out)
             cpu_or_memory = cpu_or_memory or name in ("cpu", "memory")

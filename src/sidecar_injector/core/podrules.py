@@ -137,7 +137,6 @@ def check_container(
     native_sidecars: bool = True,
     volumes: Container[str] | None = None,
     grace_period: int | None = 30,
-    os_name: str | None = None,
     pod_restart_policy: str = "Always",
     host_users: bool = True,
     claim_names: Collection[str] | None = None,
@@ -191,7 +190,7 @@ def check_container(
         if not handlers_allowed:
             out.append(forbidden((*path, key), "may not be set for init containers without restartPolicy=Always"))
         elif key == "lifecycle":
-            check_lifecycle(as_dict(value), grace_period, os_name, (*path, key), out)
+            check_lifecycle(as_dict(value), grace_period, (*path, key), out)
         else:
             check_probe(as_dict(value), key, grace_period, (*path, key), out)
     return out
@@ -228,10 +227,9 @@ def check_pod(pod: dict[str, Any], *, native_sidecars: bool = True) -> list[Prob
         "native_sidecars": native_sidecars,
         "volumes": volumes,
         "grace_period": grace,
-        "os_name": as_dict(spec.get("os")).get("name") or None,
         "pod_restart_policy": spec.get("restartPolicy") or "Always",
         "host_users": spec.get("hostUsers") is not False,
-        "claim_names": {as_dict(c).get("name") for c in as_list(spec.get("resourceClaims"))},
+        "claim_names": {n for c in as_list(spec.get("resourceClaims")) if isinstance(n := as_dict(c).get("name"), str)},
     }
     if not containers:
         out.append(required(("spec", "containers")))
@@ -382,7 +380,7 @@ def _check_pod_annotations(annotations: dict[str, Any], containers: list[Any], i
     cost = annotations.get(_DELETION_COST)
     if isinstance(cost, str) and not _is_int32_text(cost):
         out.append(invalid((*path, _DELETION_COST), cost, "must be a 32bit integer"))
-    names = {as_dict(c).get("name") for c in containers + inits}
+    names = {n for c in containers + inits if isinstance(n := as_dict(c).get("name"), str)}
     for key, value in annotations.items():
         if not isinstance(key, str) or not isinstance(value, str):
             continue

@@ -20,9 +20,11 @@ import json
 import math
 from decimal import ROUND_CEILING, ROUND_UP, Context, Decimal, InvalidOperation
 
-__all__ = ["QUANTITY_FORMAT", "ceil_int", "parse_quantity"]
+__all__ = ["QUANTITY_FORMAT", "ceil_int", "parse_quantity", "quantity_error"]
 
 QUANTITY_FORMAT = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+BAD_SUFFIX = "unable to parse quantity's suffix"
+BAD_NUMBER = "unable to parse quantity's numeric part"
 
 _DECIMAL_SUFFIXES = {"": 0, "n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _BINARY_SUFFIXES = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
@@ -41,12 +43,23 @@ def parse_quantity(raw: object) -> Decimal | None:
 
     ``raw`` is what a pod dict holds: a string, or an int/float where the JSON had a number.
     """
+    parsed = _parse(raw)
+    return parsed if isinstance(parsed, Decimal) else None
+
+
+def quantity_error(raw: object) -> str | None:
+    """Why the apiserver cannot read ``raw`` as a quantity (its message), or None if it can."""
+    parsed = _parse(raw)
+    return None if isinstance(parsed, Decimal) else parsed
+
+
+def _parse(raw: object) -> Decimal | str:
     if isinstance(raw, str):
         return _parse_text(raw.strip(_SPACE))
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        return None
+        return QUANTITY_FORMAT
     if isinstance(raw, float) and not math.isfinite(raw):
-        return None
+        return QUANTITY_FORMAT
     return _parse_text(json.dumps(raw))
 
 
@@ -58,10 +71,10 @@ def ceil_int(value: Decimal) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_text(s: str) -> Decimal | None:
+def _parse_text(s: str) -> Decimal | str:
     end = len(s)
     if end == 0:
-        return None
+        return QUANTITY_FORMAT
     pos = 0
     negative = False
     if s[0] in "+-":
@@ -91,7 +104,7 @@ def _parse_text(s: str) -> Decimal | None:
         while pos < end and s[pos] in _DIGITS:
             pos += 1
         if pos < end:
-            return None
+            return QUANTITY_FORMAT
         suffix = s[start:]
     mantissa = int((num + denom) or "0")
     if negative:
@@ -107,11 +120,11 @@ def _parse_text(s: str) -> Decimal | None:
             exponent = (int(suffix[1:]) + 2**31) % 2**32 - 2**31  # Go's int32() conversion
             value = Decimal(mantissa).scaleb(exponent - len(denom), context=_CTX)
         else:
-            return None
+            return BAD_SUFFIX
         if value and value.as_tuple().exponent < -9:  # type: ignore[operator]
             value = value.quantize(_NANO, rounding=ROUND_UP, context=_CTX)
     except (InvalidOperation, OverflowError):
-        return None
+        return BAD_NUMBER
     return value
 
 
