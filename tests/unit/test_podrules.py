@@ -572,6 +572,120 @@ CASES: list[Case] = [
         "items[0].path",
     ),
     Case("volume-pvc-no-claim", vol(persistentVolumeClaim={"claimName": ""}), False, "claimName"),
+    # -- edge cases the apiserver decides in ways that are easy to get wrong
+    Case("quantity-lone-sign-and-dot", res({"cpu": "+", "memory": "."}), True),
+    Case("quantity-binary-fraction", res(None, {"memory": "0.5Ki", "ephemeral-storage": "1.Ki"}), True),
+    Case("quantity-exponent-wraps-int32", res({"cpu": "1e4294967296"}, {"cpu": "1"}), True),
+    Case("quantity-huge-decimal", res({"memory": "9" * 30}), True),
+    Case("quantity-rounds-up-to-nano", res({"cpu": "1.0000000001"}, {"cpu": "1"}), False, "requests"),
+    Case("quantity-nano-equal", res({"cpu": "1.000000001"}, {"cpu": "1000000001n"}), True),
+    Case(
+        "quantity-ephemeral-storage-over",
+        res({"ephemeral-storage": "2Gi"}, {"ephemeral-storage": "1Gi"}),
+        False,
+        "requests",
+    ),
+    Case("resource-kubernetes-io-prefixed", res(None, {"kubernetes.io/widgets": "1"}), True),
+    Case("resource-extended-equal", res({"example.com/gpu": "2"}, {"example.com/gpu": "2"}), True),
+    Case("resource-hugepages-1gi", res(None, {"hugepages-1Gi": "2Gi", "cpu": "1"}), True),
+    Case("label-key-prefix-253", mkpod(labels={("a" * 61 + ".") * 4 + "a" * 5 + "/k": "v"}), True),
+    Case("label-key-prefix-254", mkpod(labels={("a" * 61 + ".") * 4 + "a" * 6 + "/k": "v"}), False, "labels"),
+    Case("label-key-non-ascii", mkpod(labels={"clé": "v"}), False, "labels"),
+    Case("label-key-mixed-case-name", mkpod(labels={"example.com/MyKey": "v"}), True),
+    Case("env-name-space-only", env({"name": " ", "value": "x"}), True),
+    Case("env-name-tab", env({"name": "A\tB", "value": "x"}), False, "env[0].name"),
+    Case("env-field-ref-spec-host", env(field_ref("spec.host")), True),
+    Case("env-field-ref-labels-whole", env(field_ref("metadata.labels")), False, "fieldRef"),
+    Case("env-field-ref-subscript-name", env(field_ref("metadata.name['x']")), False, "fieldRef"),
+    Case(
+        "env-resource-field-ref-hugepages",
+        env({"name": "V", "valueFrom": {"resourceFieldRef": {"resource": "limits.hugepages-2Mi"}}}),
+        True,
+    ),
+    Case(
+        "env-divisor-cpu-in-millis",
+        env({"name": "V", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1000m"}}}),
+        True,
+    ),
+    Case(
+        "env-divisor-memory-decimal-1024",
+        env({"name": "V", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1024"}}}),
+        False,
+        "divisor",
+    ),
+    Case(
+        "env-divisor-memory-exponent",
+        env({"name": "V", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1e3"}}}),
+        False,
+        "divisor",
+    ),
+    Case(
+        "env-divisor-memory-1k",
+        env({"name": "V", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory", "divisor": "1k"}}}),
+        True,
+    ),
+    Case(
+        "host-port-other-host-ip",
+        mkpod(
+            ctr("a", ports=[{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"}]),
+            ctr("b", ports=[{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.2"}]),
+        ),
+        True,
+    ),
+    Case(
+        "host-port-conflict-within-init",
+        mkpod(
+            init=[ctr("i", ports=[{"containerPort": 80, "hostPort": 8080}, {"containerPort": 81, "hostPort": 8080}])]
+        ),
+        False,
+        "hostPort",
+    ),
+    Case(
+        "sidecar-restart-rules",
+        mkpod(
+            init=[
+                sidecar(restartPolicyRules=[{"action": "Restart", "exitCodes": {"operator": "NotIn", "values": [0]}}])
+            ]
+        ),
+        True,
+    ),
+    Case("init-restart-on-failure", mkpod(init=[ctr("init", restartPolicy="OnFailure")]), True),
+    Case(
+        "restart-rules-restart-all",
+        c_with(
+            restartPolicy="Never",
+            restartPolicyRules=[{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [3]}}],
+        ),
+        True,
+    ),
+    Case(
+        "restart-rules-bad-operator",
+        c_with(
+            restartPolicy="Never",
+            restartPolicyRules=[{"action": "Restart", "exitCodes": {"operator": "Equals", "values": [3]}}],
+        ),
+        False,
+        "operator",
+    ),
+    Case("probe-grpc-ok", probe("livenessProbe", grpc={"port": 9000, "service": "health"}), True),
+    Case("sleep-zero", c_with(lifecycle={"preStop": {"sleep": {"seconds": 0}}}), True),
+    Case("volume-name-63", mkpod(volumes=[{"name": "v" * 63, "emptyDir": {}}]), True),
+    Case("volume-name-64", mkpod(volumes=[{"name": "v" * 64, "emptyDir": {}}]), False, "volumes[0].name"),
+    Case(
+        "same-mount-path-in-two-containers",
+        mkpod(
+            ctr("a", volumeMounts=[{"name": "v", "mountPath": "/d"}]),
+            ctr("b", volumeMounts=[{"name": "v", "mountPath": "/d"}]),
+            volumes=[{"name": "v", "emptyDir": {}}],
+        ),
+        True,
+    ),
+    Case(
+        "sidecar-mounts-unknown-volume",
+        mkpod(init=[sidecar(volumeMounts=[{"name": "x", "mountPath": "/x"}])]),
+        False,
+        "initContainers[0].volumeMounts[0].name",
+    ),
     # -- imagePullSecrets
     Case("image-pull-secrets", mkpod(imagePullSecrets=[{"name": "regcred"}, {"name": "Not_A_DNS_Name"}, {}]), True),
 ]
