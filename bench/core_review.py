@@ -3,7 +3,9 @@
 
 Not a test: it prints figures for the README. Cases: a typical 5 KB pod and a 100 KB pod,
 with 1, 10 and 100 configs loaded (one injects; the others are defaults whose selector
-does not match, so every one of them is evaluated for every pod).
+does not match, so every one of them is evaluated for every pod). Then the injecting config
+with templates, with CEL matchConditions, and with both (which read any field of the pod, so
+the review is decoded whole and the conditions see the pod converted once).
 
     python bench/core_review.py [--seconds 1.0]
 """
@@ -78,13 +80,29 @@ def review_body(pod: dict[str, Any]) -> bytes:
     }).encode()
 
 
-def configs(n: int) -> Any:
+TEMPLATED = {
+    "labels": {"app-copy": "{{ labels['app'] | default('none') }}"},
+    "containers": [{"name": "proxy", "image": "envoyproxy/envoy:{{ annotations['envoy'] | default('v1.31.0') }}",
+                    "args": ["--service-node", "{{ name }}.{{ namespace }}"],
+                    "ports": [{"containerPort": "{{ annotations['proxy-port'] | default('15001') }}"}]}],
+}
+CONDITIONS = [
+    {"name": "not-host-network", "expression": "!has(object.spec.hostNetwork) || !object.spec.hostNetwork"},
+    {"name": "no-istio", "expression": "!object.spec.containers.exists(c, c.name == 'istio-proxy')"},
+]
+
+
+def configs(n: int, variant: str = "static") -> Any:
     base = yaml.safe_load(SHARED_CONFIG.read_text()) if SHARED_CONFIG.exists() else {
         "apiVersion": "sidecar-injector.io/v1alpha1", "kind": "SidecarConfig", "metadata": {"name": "proxy"},
         "spec": {"injectByDefault": True, "labels": {"foo": "bar"},
                  "containers": [{"name": "proxy", "image": "envoyproxy/envoy:v1.31.0"}],
                  "volumes": [{"name": "envoy-config", "configMap": {"name": "envoy-config"}}]},
     }
+    if variant in ("templates", "templates+cel"):
+        base = {**base, "spec": {**base["spec"], **TEMPLATED}}
+    if variant in ("cel", "templates+cel"):
+        base = {**base, "spec": {**base["spec"], "matchConditions": CONDITIONS}}
     docs = [("bench", base)]
     for i in range(n - 1):
         docs.append((f"extra-{i}", {
@@ -122,6 +140,13 @@ def main() -> None:
         for n in (1, 10, 100):
             med, best = measure(body, configs(n), args.seconds)
             print(f"| {len(body) / 1000:.1f} KB | {n} | {med:.1f} | {best:.1f} |", flush=True)
+    print()
+    print("| pod size | the injecting config has | median µs/review | best µs/review |")
+    print("|---|---|---|---|")
+    body = review_body(make_pod(5_000))
+    for variant in ("static", "templates", "cel", "templates+cel"):
+        med, best = measure(body, configs(1, variant), args.seconds)
+        print(f"| {len(body) / 1000:.1f} KB | {variant} | {med:.1f} | {best:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
