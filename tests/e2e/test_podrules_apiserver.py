@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from sidecar_injector.core.podrules import check_pod, format_problem
 from .controlplane import ControlPlane
 
 try:  # the unit tests' table; tests/ is on sys.path for both directories (pytest rootdir import)
-    from unit.test_podrules import CASES, Case
+    from unit.test_podrules import CASES, Case, ctr, mkpod
 except ImportError:  # pragma: no cover - run from another working directory
     import importlib.util
     import sys
@@ -33,7 +34,7 @@ except ImportError:  # pragma: no cover - run from another working directory
     _module = importlib.util.module_from_spec(_spec)
     sys.modules["podrules_cases"] = _module
     _spec.loader.exec_module(_module)
-    CASES, Case = _module.CASES, _module.Case
+    CASES, Case, ctr, mkpod = _module.CASES, _module.Case, _module.ctr, _module.mkpod
 
 pytestmark = pytest.mark.e2e
 
@@ -102,3 +103,41 @@ def _said(ours: str, theirs: str) -> bool:
 def test_the_table_exercises_both_verdicts() -> None:
     assert sum(c.ok for c in CASES) >= 30
     assert sum(not c.ok for c in CASES) >= 60
+
+
+# -- differential fuzzing of the string formats ------------------------------------------------
+
+
+def _strings(alphabet: str, n: int, seed: int, max_len: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(0, max_len))) for _ in range(n)})
+
+
+FUZZ = {
+    # field -> (pod with the string in it, strings to try)
+    "quantity": (
+        lambda s: mkpod(ctr(resources={"requests": {"memory": s}})),
+        _strings("0123456789.+-eEiKkMGTPmnu ", 150, 1),
+    ),
+    "label key": (lambda s: mkpod(labels={s: "v"}), [*_strings("aZ09-_./", 100, 2), ""]),
+    "label value": (lambda s: mkpod(labels={"k": s}), _strings("aZ09-_./", 100, 3)),
+    "annotation key": (lambda s: mkpod(annotations={s: "v"}), [*_strings("aZ09-_./", 100, 4), ""]),
+    "container name": (lambda s: mkpod(ctr(s or "x")), _strings("az09-.A_", 100, 5)),
+    "port name": (lambda s: mkpod(ctr(ports=[{"containerPort": 80, "name": s}])), _strings("az09-A", 100, 6)),
+    "env name": (lambda s: mkpod(ctr(env=[{"name": s, "value": "x"}])), [*_strings("aZ0 =_.é\t-", 100, 7), ""]),
+}
+
+
+@pytest.mark.parametrize("field", sorted(FUZZ))
+def test_string_formats_agree_with_the_apiserver(core_api: kubernetes.client.CoreV1Api, field: str) -> None:
+    make, strings = FUZZ[field]
+    disagreements, verdicts = [], set()
+    for s in strings:
+        pod = make(s)
+        accepted, message, _ = apiserver_verdict(core_api, pod)
+        verdicts.add(accepted)
+        problems = check_pod(copy.deepcopy(pod))
+        if accepted != (not problems):
+            disagreements.append((s, accepted, message, [format_problem(p) for p in problems]))
+    assert not disagreements, f"{field}: {len(disagreements)} of {len(strings)} disagree: {disagreements[:5]}"
+    assert verdicts == {True, False}, f"{field}: the strings tried do not exercise both verdicts"
