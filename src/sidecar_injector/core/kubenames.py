@@ -8,12 +8,14 @@ regexes compiled once; the common valid case costs one ``fullmatch``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
+    "Messages",
     "Path",
     "Problem",
     "byte_len",
@@ -86,40 +88,49 @@ _HTTP_HEADER_MSG = (
 _SIMPLE_PATH_SEGMENT = re.compile("[A-Za-z_][A-Za-z0-9_]*")
 
 
+Messages = tuple[str, ...]
+# The formats are pure functions of short strings that recur from pod to pod (label keys,
+# container names): remembering the answers makes the common case a dict lookup.
+_memo = functools.lru_cache(maxsize=8192)
+
+
 def byte_len(s: str) -> int:
     """Go's ``len(s)``: UTF-8 bytes."""
     return len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
 
 
-def is_dns1123_label(value: str) -> list[str]:
+@_memo
+def is_dns1123_label(value: str) -> Messages:
     if len(value) <= 63 and _DNS1123_LABEL.fullmatch(value):
-        return []
+        return ()
     errs = ["must be no more than 63 characters"] if byte_len(value) > 63 else []
     if not _DNS1123_LABEL.fullmatch(value):
         errs.append("must not contain dots" if _DNS1123_SUBDOMAIN.fullmatch(value) else _DNS1123_LABEL_MSG)
-    return errs
+    return tuple(errs)
 
 
-def is_dns1123_subdomain(value: str, *, unit: str = "characters") -> list[str]:
+@_memo
+def is_dns1123_subdomain(value: str, *, unit: str = "characters") -> Messages:
     if len(value) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(value):
-        return []
+        return ()
     errs = [f"must be no more than 253 {unit}"] if byte_len(value) > 253 else []
     if not _DNS1123_SUBDOMAIN.fullmatch(value):
         errs.append(_DNS1123_SUBDOMAIN_MSG)
-    return errs
+    return tuple(errs)
 
 
-def is_qualified_name(value: str) -> list[str]:
+@_memo
+def is_qualified_name(value: str) -> Messages:
     """A label key / qualified name: ``[prefix/]name``, prefix a DNS subdomain, name <= 63."""
     if len(value) <= 63 and _LABEL_KEY.fullmatch(value):
-        return []  # the common case: no prefix
+        return ()  # the common case: no prefix
     parts = value.split("/")
     if len(parts) > 2:
-        return [
+        return (
             "a valid label key "
             + _LABEL_KEY_MSG
-            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ]
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+        )
     errs: list[str] = []
     name = parts[-1]
     if len(parts) == 2:
@@ -134,19 +145,21 @@ def is_qualified_name(value: str) -> list[str]:
         errs.append("name part must be no more than 63 bytes")
     if not _LABEL_KEY.fullmatch(name):
         errs.append("name part " + _LABEL_KEY_MSG)
-    return errs
+    return tuple(errs)
 
 
-def is_label_value(value: str) -> list[str]:
+@_memo
+def is_label_value(value: str) -> Messages:
     if len(value) <= 63 and _LABEL_VALUE.fullmatch(value):
-        return []
+        return ()
     errs = ["must be no more than 63 bytes"] if byte_len(value) > 63 else []
     if not _LABEL_VALUE.fullmatch(value):
         errs.append(_LABEL_VALUE_MSG)
-    return errs
+    return tuple(errs)
 
 
-def is_port_name(value: str) -> list[str]:
+@_memo
+def is_port_name(value: str) -> Messages:
     """IANA_SVC_NAME: <= 15 of [-a-z0-9], at least one letter, no '--', no '-' at either end."""
     errs = []
     if len(value) > 15:
@@ -159,19 +172,21 @@ def is_port_name(value: str) -> list[str]:
         errs.append("must not contain consecutive hyphens")
     if value and (value[0] == "-" or value[-1] == "-"):
         errs.append("must not begin or end with a hyphen")
-    return errs
+    return tuple(errs)
 
 
-def is_env_var_name(value: str) -> list[str]:
+@_memo
+def is_env_var_name(value: str) -> Messages:
     """Relaxed (GA since 1.34): any printable ASCII character but '='."""
     if not value:
-        return ["environment variable name must be non-empty"]
+        return ("environment variable name must be non-empty",)
     if _RELAXED_ENV_NAME.fullmatch(value):
-        return []
-    return ["a valid environment variable name must consist only of printable ASCII characters other than '='"]
+        return ()
+    return ("a valid environment variable name must consist only of printable ASCII characters other than '='",)
 
 
-def is_config_map_key(value: str) -> list[str]:
+@_memo
+def is_config_map_key(value: str) -> Messages:
     errs = ["must be no more than 253 characters"] if len(value) > 253 else []
     if not _CONFIG_KEY.fullmatch(value):
         errs.append(_CONFIG_KEY_MSG)
@@ -181,11 +196,12 @@ def is_config_map_key(value: str) -> list[str]:
         errs.append("must not be '..'")
     elif value.startswith(".."):
         errs.append("must not start with '..'")
-    return errs
+    return tuple(errs)
 
 
-def is_http_header_name(value: str) -> list[str]:
-    return [] if _HTTP_HEADER.fullmatch(value) else [_HTTP_HEADER_MSG]
+@_memo
+def is_http_header_name(value: str) -> Messages:
+    return () if _HTTP_HEADER.fullmatch(value) else (_HTTP_HEADER_MSG,)
 
 
 # -- the apiserver's error wording (field.Error.ErrorBody) --------------------------------------
