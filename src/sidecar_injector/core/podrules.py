@@ -4,14 +4,25 @@ SidecarConfig can set, so a config that would get pods refused is caught before 
 Mirrors ``ValidatePodCreate`` (k8s.io/kubernetes/pkg/apis/core/validation, Kubernetes 1.37 with
 default feature gates) and apimachinery's name and label formats, on a pod dict as the webhook
 sees it (before the apiserver's defaulting, which is taken into account). Every problem is
-returned at once, as ``(path, message)`` with the apiserver's wording::
+returned at once, as ``(path, message)`` with the apiserver's wording, e.g. for
+``check_container({"name": "Sidecar_1", "image": "x"}, ("spec", "containers", 1), "container")``::
 
-    >>> check_container({"name": "Sidecar_1", "image": "x"}, ("spec", "containers", 1), "container")
-    [(('spec', 'containers', 1, 'name'), 'Invalid value: "Sidecar_1": a lowercase RFC 1123 label ...')]
+    [(("spec", "containers", 1, "name"),
+      'Invalid value: "Sidecar_1": a lowercase RFC 1123 label must consist of lower case ...')]
 
-Pure and stdlib-only; regexes are compiled once and quantity parsing is memoised, so a typical
-pod is checked in tens of microseconds. Differentially tested against a real kube-apiserver
-(tests/e2e/test_podrules_apiserver.py).
+``format_problem`` renders one as ``spec.containers[1].name: Invalid value: ...``.
+
+With default feature gates, 1.37 allows ``restartPolicy`` (Always, Never, OnFailure) and
+``restartPolicyRules`` on regular containers too (ContainerRestartRules, beta), relaxed env var
+names (any printable ASCII but '='), env ``fileKeyRef`` (EnvFiles, beta); it drops
+``lifecycle.stopSignal`` (ContainerStopSignals, alpha) before validating, and only warns about
+a repeated containerPort. ``native_sidecars=False`` (a cluster before 1.29) refuses any
+``restartPolicy`` on a container.
+
+Pure and stdlib-only; regexes are compiled once, string formats and quantities are memoised:
+a one-container pod takes a few microseconds, a pod with five containers with probes,
+resources, mounts and security contexts under 100 µs on a loaded 2-core machine.
+Differentially tested against a real kube-apiserver (tests/e2e/test_podrules_apiserver.py).
 
 Not covered (the apiserver checks them, a SidecarConfig rarely sets them): volume sources other
 than emptyDir, hostPath, secret, configMap, persistentVolumeClaim, csi (driver) and downwardAPI
