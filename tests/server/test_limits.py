@@ -285,3 +285,21 @@ def test_http_client_sees_the_413_for_an_oversized_review(server: RunningServer)
         pytest.fail("the 413 must reach the client")
     finally:
         c.close()
+
+
+def test_bodies_buffered_by_all_connections_together_are_bounded() -> None:
+    """Many slow clients each sending a body just under the limit must not add up past it."""
+    conns = Connections(max_buffered=2000)
+    peers = []
+    for _ in range(3):
+        proto = HttpProtocol(Echo(), conns, Limits(max_body=1000))
+        t = FakeTransport()
+        proto.connection_made(t)  # type: ignore[arg-type]
+        proto.data_received(b"POST /mutate HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + b"x" * 900)
+        peers.append((proto, t))
+    assert conns.buffered == 1800 and not peers[0][1].out and not peers[1][1].out
+    assert responses(peers[2][1].out)[0][0] == 503  # it would have passed 2000
+    peers[0][0].data_received(b"x" * 100)  # the first completes: its bytes are given back
+    assert responses(peers[0][1].out)[0][0] == 200 and conns.buffered == 900
+    peers[1][0].connection_lost(None)  # a connection that goes away gives back its bytes
+    assert conns.buffered == 0

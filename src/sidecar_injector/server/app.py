@@ -62,7 +62,7 @@ def _clip(value: str, limit: int = _FIELD_MAX) -> str:
     return value if len(value) <= limit else value[:limit] + "..."
 
 
-_PROTOCOL_REASONS = {408: "request-timeout", 413: "body-too-large", 431: "headers-too-large"}
+_PROTOCOL_REASONS = {408: "request-timeout", 413: "body-too-large", 431: "headers-too-large", 503: "server-busy"}
 _OK = text_response(200, "ok")
 _NOT_READY = text_response(503, "shutting down")
 _ALLOW_POST = ((b"Allow", b"POST"),)

@@ -24,6 +24,9 @@ defaults and metrics):
   once, the rest is discarded unread and the connection closed, so a huge body never sits
   in memory. A chunked body's framing and trailers count against the same budget plus
   ``max_header_bytes``;
+- bodies buffered by all connections together over ``max_buffered`` (:class:`Connections`):
+  503 for the request that would pass it, so that many slow clients each sending a body
+  just under the limit cannot add up to more memory than the pod has;
 - a request not complete within ``request_timeout`` (slow client): 408 and close;
 - a keep-alive connection idle for ``idle_timeout``: closed. Keep it above the client's own
   idle timeout (Go's transport: 90 s) so the client, not us, closes idle connections: a
@@ -111,7 +114,7 @@ class Connections:
 
     def __init__(self, on_reject: Callable[[int, str], None] | None = None, *, max_total: int = 1024,
                  max_per_address: int = 512, on_refuse: Callable[[str, str], None] | None = None,
-                 on_count: Callable[[int], None] | None = None) -> None:
+                 on_count: Callable[[int], None] | None = None, max_buffered: int = 64 * 1024 * 1024) -> None:
         self.open: set[HttpProtocol] = set()
         self.on_reject = on_reject
         """Told of each request the protocol itself refuses (status, message): for metrics."""
@@ -126,6 +129,9 @@ class Connections:
         self.by_address: dict[str, int] = {}
         self.on_count = on_count
         """Told the number of slots held whenever it changes: for a gauge."""
+        self.max_buffered = max_buffered
+        self.buffered = 0
+        """Bytes of request bodies held by all connections, not yet answered."""
 
     def admit(self, address: str) -> str | None:
         """Take a slot for a new connection from ``address``, or say which cap refuses it."""
@@ -228,6 +234,7 @@ class HttpProtocol(asyncio.Protocol):
         """Between the first byte of a request and its response."""
         self.deadline = time.monotonic() + limits.first_byte_timeout
         self._discarding = False
+        self._body_size = 0
         self._in_body = False
         self._phase = 0
         """Counts header and body phases passed: tells whether a bounded feed ended one."""
@@ -238,8 +245,13 @@ class HttpProtocol(asyncio.Protocol):
     def _reset(self) -> None:
         self._url: list[bytes] = []
         self._body: list[bytes] = []
-        self._body_size = 0
+        self._drop_body()
         self._content_type: bytes | None = None
+
+    def _drop_body(self) -> None:
+        if self._body_size:
+            self.conns.buffered -= self._body_size
+        self._body_size = 0
 
     # asyncio callbacks
 
@@ -309,6 +321,8 @@ class HttpProtocol(asyncio.Protocol):
     def _lost(self) -> None:
         self.conns.open.discard(self)
         self._transport = None
+        self._body = []
+        self._drop_body()
         if self._slot:
             self._slot = False
             self.conns.release(self._address)
@@ -393,10 +407,16 @@ class HttpProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._discarding:
             return
-        self._body_size += len(body)
-        if self._body_size > self.limits.max_body:
+        n = len(body)
+        if self._body_size + n > self.limits.max_body:
             self._too_large()
             return
+        conns = self.conns
+        if conns.buffered + n > conns.max_buffered:
+            self._fail(503, "the server holds too many request bytes at once; retry")
+            return
+        self._body_size += n
+        conns.buffered += n
         self._body.append(body)
 
     def on_message_complete(self) -> None:

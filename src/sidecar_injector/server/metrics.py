@@ -24,7 +24,7 @@ name                                                                  meaning
                                                                       body-too-large,
                                                                       headers-too-large,
                                                                       request-timeout,
-                                                                      malformed-http,
+                                                                      malformed-http, server-busy,
                                                                       injection-error,
                                                                       internal-error
 ``sidecar_injector_admission_duration_seconds``                       histogram of the time spent

@@ -68,6 +68,9 @@ class Options:
     max_connections_per_address: int = 512
     """Webhook connections from one client address: the apiserver's pool needs up to its
     in-flight limit (200 mutating requests by default) at once, more behind one NAT address."""
+    max_buffered_bytes: int = 64 * 1024 * 1024
+    """Request bodies held by all webhook connections together (about 20 reviews of the 3 MiB
+    maximum; the apiserver's 5 KB reviews need a few KB): past it a request gets 503."""
     backlog: int = 1024
     sock: socket.socket | None = None
     """A listening socket to serve the webhook on instead of binding ``host:port`` (workers)."""
@@ -138,7 +141,7 @@ class Server:
         self.webhook_conns = Connections(
             self.app.protocol_rejected, max_total=caps[0], max_per_address=caps[1],
             on_refuse=RefusalLog(self.metrics, log, "webhook", caps),
-            on_count=lambda n: self.metrics.connection_count("webhook", n))
+            on_count=lambda n: self.metrics.connection_count("webhook", n), max_buffered=options.max_buffered_bytes)
         admin_caps = (ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS_PER_ADDRESS)
         self.admin_conns = Connections(max_total=admin_caps[0], max_per_address=admin_caps[1],
                                        on_refuse=RefusalLog(self.metrics, log, "metrics", admin_caps),
