@@ -52,7 +52,7 @@ def test_hostile_templates_are_injection_errors_found_fast(source: str) -> None:
     started = time.monotonic()
     with pytest.raises(InjectionError, match=r"\(evil\): spec.labels.x"):
         template.render(CONTEXT)
-    assert time.monotonic() - started < 1  # generous: the budget is 50 ms; this catches hangs
+    assert time.monotonic() - started < 1  # generous: the budget is 100 ms of CPU; this catches hangs
 
 
 @pytest.mark.parametrize(("source", "why"), [
