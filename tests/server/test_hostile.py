@@ -170,6 +170,7 @@ def mutate(app: WebhookApp, body: bytes) -> tuple[int, dict[str, Any]]:
     return response.status, orjson.loads(response.body)
 
 
+@pytest.mark.slow
 @HOSTILE
 @given(body=hostile_bodies())
 def test_client_input_is_never_a_5xx_and_failures_are_only_injection_errors(app: WebhookApp, body: bytes) -> None:
@@ -189,6 +190,7 @@ def test_client_input_is_never_a_5xx_and_failures_are_only_injection_errors(app:
         assert not any("internal error" in w for w in warnings), warnings
 
 
+@pytest.mark.slow
 @HOSTILE
 @given(operations=st.lists(st.text(max_size=40), min_size=1, max_size=20), body=hostile_bodies())
 def test_the_number_of_metric_series_stays_fixed(tmp_path_factory: pytest.TempPathFactory,

@@ -112,8 +112,8 @@ def text_response(status: int, message: str, headers: tuple[tuple[bytes, bytes],
 class Connections:
     """The open connections of one listener: caps, timeouts and graceful shutdown."""
 
-    def __init__(self, on_reject: Callable[[int, str], None] | None = None, *, max_total: int = 1024,
-                 max_per_address: int = 512, on_refuse: Callable[[str, str], None] | None = None,
+    def __init__(self, on_reject: Callable[[int, str], None] | None = None, *, max_total: int = 512,
+                 max_per_address: int = 256, on_refuse: Callable[[str, str], None] | None = None,
                  on_count: Callable[[int], None] | None = None, max_buffered: int = 64 * 1024 * 1024) -> None:
         self.open: set[HttpProtocol] = set()
         self.on_reject = on_reject

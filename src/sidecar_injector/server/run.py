@@ -63,11 +63,14 @@ class Options:
     drain_delay: float = 5.0
     shutdown_timeout: float = 15.0
     limits: Limits = field(default_factory=Limits)
-    max_connections: int = 1024
-    """Webhook connections open at once, TLS handshakes included (docs/server.md, "Limits")."""
-    max_connections_per_address: int = 512
-    """Webhook connections from one client address: the apiserver's pool needs up to its
-    in-flight limit (200 mutating requests by default) at once, more behind one NAT address."""
+    max_connections: int = 512
+    """Webhook connections open at once, TLS handshakes included: at about 66 KiB each, what
+    fits the Deployment's memory limit with the other limits (docs/server.md, "Limits")."""
+    max_connections_per_address: int = 256
+    """Webhook connections from one client address. The apiserver opens one connection per
+    concurrent call (Go keeps 25 idle per host); at well under a millisecond per answer that is
+    a few dozen even in bursts, so half the total leaves it ample room, also for several
+    apiservers behind one NAT address, while one client cannot take every slot."""
     max_buffered_bytes: int = 64 * 1024 * 1024
     """Request bodies held by all webhook connections together (about 20 reviews of the 3 MiB
     maximum; the apiserver's 5 KB reviews need a few KB): past it a request gets 503."""
