@@ -80,6 +80,19 @@ def test_a_rendered_value_that_does_not_convert_is_an_injection_error_not_a_refu
     assert denied["allowed"] is False and "containerPort" in denied["status"]["message"]
 
 
+@pytest.mark.parametrize(("spec", "expected"), [
+    ({"containers": [{"name": "p", "image": "x",
+                      "ports": [{"containerPort": "{{ annotations['port'] | default('http') }}"}]}]},
+     "spec.containers[0].ports[0].containerPort: the template rendered 'http', which is not integer"),
+    ({"labels": {"team": "{{ annotations['team'] | default('platform team') }}"}},
+     "spec.labels.team: Invalid value: \"platform team\""),
+])
+def test_a_default_the_apiserver_would_refuse_fails_at_load(spec: dict[str, Any], expected: str) -> None:
+    """Every pod without that annotation would get the default: caught before any pod arrives."""
+    lines = load_error(cfg(injectByDefault=True, **spec))
+    assert any(expected in line for line in lines), lines
+
+
 def test_a_template_cannot_stand_for_an_object() -> None:
     lines = load_error(cfg(injectByDefault=True, containers=[
         {"name": "proxy", "image": "envoy:1", "resources": "{{ annotations['res'] }}"}]))

@@ -32,9 +32,9 @@ from sidecar_injector.core.config import (
     SidecarConfig,
     content_digest,
 )
-from sidecar_injector.core.errors import ConfigError
+from sidecar_injector.core.errors import ConfigError, InjectionError
 from sidecar_injector.core.selector import parse_selector
-from sidecar_injector.core.templating import Fragment, Typer, template_paths
+from sidecar_injector.core.templating import Fragment, Template, Typer, template_paths
 
 Path = tuple[str | int, ...]
 
@@ -356,36 +356,82 @@ def _named_list(raw: Any, field: str, p: _Problems, key: str = "name", required:
 
 
 def _check_fragments(raw: dict[str, Any], native: bool, p: _Problems, schema: PodSchema | None) -> None:
-    """Wrap the fragments in a Pod, check it, and map each problem back to the config field."""
+    """Wrap the fragments in a Pod, check it, and map each problem back to the config field.
+
+    Each template is first rendered for a placeholder pod (no labels or annotations, so every
+    ``| default(...)`` applies): when it renders, its value is converted to its field's type
+    and checked like a literal, since a pod lacking those labels would get exactly that value.
+    A template that does not render without the pod's data is replaced by a placeholder of its
+    field's type, and its field is checked per request instead.
+    """
     n_init = len(raw["initContainers"])
     pod = _validation_pod(raw, native)
     templates = set(template_paths(pod))
+    sampled: dict[Path, str] = {}
+    for path in sorted(templates, key=str):
+        t = schema.scalar_types(path) if schema is not None else frozenset({"string"})
+        if not t:
+            p.add(_config_field(path, native, n_init), "a template can stand only for a scalar value "
+                  "(a string, number or boolean field)")
+            continue
+        source = _get(pod, path)
+        value = _sample(source, t)
+        if value is _UNRENDERED:
+            _set(pod, path, _placeholder(t, source))
+        elif isinstance(value, InjectionError):  # renders, but not to the field's type
+            p.add(_config_field(path, native, n_init), f"{_without_where(value)} for a pod without the labels "
+                  "and annotations it reads")
+            _set(pod, path, _placeholder(t, source))
+        else:
+            _set(pod, path, value)
+            sampled[path] = source
+    unchecked = templates - set(sampled)
+
+    def report(path: Path, msg: str) -> None:
+        note = f" (the template {sampled[path]!r} renders this for a pod without the labels and annotations " \
+               "it reads)" if path in sampled else ""
+        p.add(_config_field(list(path), native, n_init), msg + note)
+
+    bad: set[Path] = set()
     if schema is not None:
-        types: dict[Path, frozenset[str]] = {}
-        for path in templates:
-            types[path] = t = schema.scalar_types(path)
-            if not t:
-                p.add(_config_field(path, native, n_init), "a template can stand only for a scalar value "
-                      "(a string, number or boolean field)")
-            else:
-                _set(pod, path, _placeholder(t, _get(pod, path)))
-        problems = [(path, msg) for path, msg in schema.errors(pod) if not _is_template_problem(path, templates)]
+        problems = [(path, msg) for path, msg in schema.errors(pod) if not _is_template_problem(path, unchecked)]
         for path, msg in problems:
-            p.add(_config_field(list(path), native, n_init), msg)
+            report(tuple(path), msg)
         bad = {tuple(path) for path, _ in problems}
-    else:
-        bad = set()
     native_ok = schema.native_sidecars if schema is not None else True
-    try:
-        rules = podrules.check_pod(pod, native_sidecars=native_ok)
-    except (TypeError, AttributeError, KeyError, ValueError):
-        rules = []  # a shape the schema already reported: the rules need the right types
-    for path, msg in rules:
+    for path, msg in podrules.check_pod(pod, native_sidecars=native_ok):
         path = tuple(path)
         if any(path[: len(b)] == b for b in bad):
             continue  # the schema's message on the same field says it better
-        if not _is_template_problem(path, templates) and not _is_own_app(path):
-            p.add(_config_field(list(path), native, n_init), msg)
+        if not _is_template_problem(path, unchecked) and not _is_own_app(path):
+            report(path, msg)
+
+
+_UNRENDERED = object()
+
+#: What a template sees at load: a pod with no labels or annotations (so defaults apply).
+_SAMPLE_CONTEXT: dict[str, Any] = {
+    "pod": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pod", "namespace": "default"},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}},
+    "name": "pod", "namespace": "default", "labels": {}, "annotations": {},
+}
+
+
+def _sample(source: str, types: frozenset[str]) -> Any:
+    """``source`` rendered for the placeholder pod and converted: the value, an
+    :class:`InjectionError` if it does not convert, or ``_UNRENDERED``."""
+    try:
+        template = Template(source, "", types)
+    except ConfigError:
+        return _UNRENDERED  # reported when the fragment is compiled
+    try:
+        return template.render(_SAMPLE_CONTEXT)
+    except InjectionError as e:
+        return e if "the template rendered" in str(e) else _UNRENDERED
+
+
+def _without_where(e: InjectionError) -> str:
+    return str(e).removeprefix(": ")
 
 
 def _is_template_problem(path: Path, templates: set[Path]) -> bool:
