@@ -558,3 +558,39 @@ def check_run(
             name = pod["metadata"]["name"]
             run.problems.append(f"{run.name}: pod {name} as the apiserver returned it: injecting it again changed it")
     run.seconds["idempotence"] = time.monotonic() - t0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,
+    reason="known gap: on a hostNetwork pod, the apiserver defaults hostPort to containerPort, so a sidecar "
+    "port the pod already uses on the host is a duplicate hostPort; inject emits the pod (remove this mark "
+    "once inject refuses, skips or warns about it)",
+)
+def test_host_port_conflict_on_host_network(control_plane: ControlPlane, api: Any, tmp_path: Path) -> None:
+    """``log-shipper`` (``hostNetwork: inject``) with its metrics port moved to 9100, the port
+    node-exporter's kube-rbac-proxy holds on the node: inject must not emit a pod the apiserver
+    refuses (it may fail with a clear error instead)."""
+    config = tmp_path / "log-shipper.yaml"
+    text = (CONFIGS / "log-shipper.yaml").read_text(encoding="utf-8")
+    assert "containerPort: 2020}" in text
+    config.write_text(text.replace("containerPort: 2020}", "containerPort: 9100}"), encoding="utf-8")
+    manifest = CORPUS / "manifests" / "kube-prometheus-nodeExporter-daemonset.yaml"
+    args = [sys.executable, "-m", "sidecar_injector", "inject", "-c", str(config), "-f", str(manifest)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    if proc.returncode != 0:
+        assert "9100" in proc.stderr, proc.stderr  # refused offline, naming the port: fine
+        return
+    (daemonset,) = [d for d in yaml.load_all(proc.stdout, Loader=_Loader) if d is not None]
+    template = daemonset["spec"]["template"]
+    assert "log-shipper" in container_names(template)
+    core = kubernetes.client.CoreV1Api(api)
+    ensure_namespace(control_plane, core, "monitoring")
+    ensure_service_account(
+        core, "monitoring", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "node-exporter"}}
+    )
+    pod = as_pod(template, "host-port-conflict", "monitoring")
+    try:
+        core.create_namespaced_pod("monitoring", pod, dry_run="All")
+    except ApiException as e:
+        pytest.fail(f"the apiserver refused the injected node-exporter pod: {apiserver_message(e)}")
