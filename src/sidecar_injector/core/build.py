@@ -248,8 +248,16 @@ class Injection:
     def finish(self, already: list[str], previous_hash: str | None) -> InjectionResult:
         self._check_mounts()
         b = PatchBuilder(self.pod)
-        if not isinstance(self.pod.get("metadata"), dict):
+        rec = _Record()
+        meta = self.pod.get("metadata")
+        if not isinstance(meta, dict):
+            if "metadata" in self.pod:
+                rec.empty["metadata"] = meta
             b.set_key((), "metadata", {})
+        else:
+            for key in ("labels", "annotations"):
+                if key in meta and not meta[key]:
+                    rec.empty[f"metadata.{key}"] = meta[key]
         app_containers: list[Any] = self.spec["containers"]
         add_annotations = dict(self.add_annotations)
         if self.new_containers and DEFAULT_CONTAINER_ANNOTATION not in self.annotations:
@@ -257,29 +265,53 @@ class Injection:
             first = app_containers[0] if app_containers else None
             if isinstance(first, dict) and isinstance(first.get("name"), str):
                 add_annotations[DEFAULT_CONTAINER_ANNOTATION] = first["name"]
-        add_annotations[self.configs.status_key] = _status(already + self.injected, self.digests, previous_hash)
+        rec.labels = list(self.add_labels)
+        rec.annotations = list(add_annotations)
+        for key, items in (("initContainers", self.new_inits), ("containers", self.new_containers),
+                           ("volumes", self.new_volumes), ("imagePullSecrets", self.new_secrets)):
+            if items:
+                rec.lists[key] = [i["name"] for i in items]
+                if key in self.spec and not self.spec[key]:
+                    rec.empty[f"spec.{key}"] = self.spec[key]
+        plans = []
+        for m in self.merges:
+            mine = self.spec[m.list_key][m.position]
+            plan = _merge_plan(m, mine)
+            plans.append((m, mine, plan))
+            rec.merged(mine, plan)
+        if self.mounts or self.env:
+            sidecars = {m.position for m in self.merges if m.list_key == "containers"}
+            adds = [(i, c, *self._to_add(c)) for i, c in enumerate(app_containers)
+                    if isinstance(c, dict) and i not in sidecars]
+            for _, c, mounts, env in adds:
+                rec.into_lists(c, "volumeMounts", [m["mountPath"] for m in mounts])
+                rec.into_lists(c, "env", [e["name"] for e in env])
+        else:
+            adds = []
+        add_annotations[self.configs.status_key] = _status(
+            already + self.injected, self.digests, previous_hash, rec, self.annotations.get(self.configs.status_key)
+        )
         self._check_annotation_size(add_annotations)
         b.merge_map(("metadata",), "labels", self.add_labels)
         b.merge_map(("metadata",), "annotations", add_annotations)
         # Merges first: they address the pod's containers by their original indices.
-        for m in self.merges:
-            _merge_container(b, m, self.spec[m.list_key][m.position])
+        for m, mine, plan in plans:
+            _merge_container(b, m, mine, plan)
         # Injected init containers (each config's init containers, then its native sidecars) go
         # before the pod's own, so the pod's init containers can rely on a native sidecar.
         b.insert_items(("spec",), "initContainers", 0, self.new_inits)
         b.insert_items(("spec",), "containers", -1, self.new_containers)
         b.insert_items(("spec",), "volumes", -1, self.new_volumes)
         b.insert_items(("spec",), "imagePullSecrets", -1, self.new_secrets)
-        if self.mounts or self.env:
-            sidecars = {m.position for m in self.merges if m.list_key == "containers"}
-            for i, c in enumerate(app_containers):
-                if isinstance(c, dict) and i not in sidecars:
-                    self._add_to_container(b, i, c)
+        for i, _, mounts, env in adds:
+            path = ("spec", "containers", i)
+            b.insert_items(path, "volumeMounts", -1, mounts)
+            b.insert_items(path, "env", -1, env)
         decisions = ordered(self.decisions, self.configs)
         return InjectionResult(b.root, b.ops, decisions, tuple(self.warnings), "", tuple(self.injected))
 
-    def _add_to_container(self, b: PatchBuilder, index: int, c: dict[str, Any]) -> None:
-        """Add mounts and env an app container lacks (by mountPath / name); a different one of
+    def _to_add(self, c: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        """The mounts and env an app container lacks (by mountPath / name); a different one of
         the same path or name is the pod's, kept, with a warning."""
         have_paths = {m.get("mountPath"): m for m in c.get("volumeMounts") or [] if isinstance(m, dict)}
         have_env = {e.get("name"): e for e in c.get("env") or [] if isinstance(e, dict)}
@@ -304,9 +336,7 @@ class Injection:
                 self.warnings.append(
                     f"config {cfg_name!r}: container {c.get('name')} already sets env {e['name']}; kept the pod's own"
                 )
-        path = ("spec", "containers", index)
-        b.insert_items(path, "volumeMounts", -1, add_mounts)
-        b.insert_items(path, "env", -1, add_env)
+        return add_mounts, add_env
 
     def _check_mounts(self) -> None:
         """Every mount injected must name a volume the pod will have (the apiserver refuses
@@ -335,9 +365,10 @@ class Injection:
             )
 
 
-def _merge_container(b: PatchBuilder, m: _Merge, mine: dict[str, Any]) -> None:
-    """Add the sidecar's fields that the pod's own container of that name lacks."""
-    path = ("spec", m.list_key, m.position)
+def _merge_plan(m: _Merge, mine: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The sidecar's fields that the pod's own container of that name lacks: ``(key, value)``
+    to set, or ``(key, [items])`` to append to a list merged by key (``_MERGE_KEYS``)."""
+    plan: list[tuple[str, Any]] = []
     restart = mine.get("restartPolicy", m.item.get("restartPolicy") if m.list_key == "initContainers" else None)
     for key, value in m.item.items():
         if key == "restartPolicy" and m.list_key == "containers":
@@ -345,11 +376,24 @@ def _merge_container(b: PatchBuilder, m: _Merge, mine: dict[str, Any]) -> None:
         if key in _SIDECAR_ONLY and m.list_key == "initContainers" and restart != "Always":
             continue  # a plain init container may not have probes or lifecycle hooks
         if key not in mine or mine[key] is None:
-            b.set_key(path, key, value)
+            plan.append((key, value))
         elif key in _MERGE_KEYS and isinstance(mine[key], list) and isinstance(value, list):
             by = _MERGE_KEYS[key]
             have = {i.get(by) for i in mine[key] if isinstance(i, dict)}
-            b.insert_items(path, key, -1, [dict(i) for i in value if isinstance(i, dict) and i.get(by) not in have])
+            items = [dict(i) for i in value if isinstance(i, dict) and i.get(by) not in have]
+            if items:
+                plan.append((key, items))
+    return plan
+
+
+def _merge_container(b: PatchBuilder, m: _Merge, mine: dict[str, Any], plan: list[tuple[str, Any]]) -> None:
+    """Add the sidecar's fields that the pod's own container of that name lacks."""
+    path = ("spec", m.list_key, m.position)
+    for key, value in plan:
+        if key not in mine or mine[key] is None:
+            b.set_key(path, key, value)
+        else:
+            b.insert_items(path, key, -1, value)
 
 
 def _check_rendered(
@@ -390,24 +434,126 @@ def _fmt(path: podrules.Path) -> str:
     return out
 
 
-def _status(names: list[str], digests: list[tuple[str, str]], previous_hash: str | None) -> str:
-    """The status annotation: the configs injected, and a hash of what this injection added.
+class _Record:
+    """What one injection added to a pod, by name, for the status annotation's ``added``.
 
-    The hash covers each injected config's rendered content (see ``content_digest``), in
-    order, so a reader that re-renders the same configs for the pod can tell whether its
-    sidecars are current. When earlier configs were injected before, their hash is chained in.
+    Removal (``uninject``) reads only this, never the configs, so it works after a config
+    changed or was deleted. See :func:`_status` for the format.
+    """
+
+    __slots__ = ("annotations", "empty", "into", "labels", "lists")
+
+    def __init__(self) -> None:
+        self.labels: list[str] = []
+        self.annotations: list[str] = []
+        self.lists: dict[str, list[str]] = {}
+        self.into: dict[str, dict[str, Any]] = {}
+        self.empty: dict[str, Any] = {}
+
+    def _container(self, c: dict[str, Any]) -> dict[str, Any]:
+        return self.into.setdefault(str(c.get("name")), {})
+
+    def into_lists(self, c: dict[str, Any], key: str, added: list[Any]) -> None:
+        if not added:
+            return
+        entry = self._container(c)
+        entry.setdefault(key, []).extend(added)
+        if key in c and not c[key]:
+            entry.setdefault("empty", {})[key] = c[key]
+
+    def merged(self, c: dict[str, Any], plan: list[tuple[str, Any]]) -> None:
+        for key, value in plan:
+            if key not in c or c[key] is None:
+                self._container(c).setdefault("fields", []).append(key)
+                if key in c:
+                    self._container(c).setdefault("empty", {})[key] = None
+            else:
+                self.into_lists(c, key, [i.get(_MERGE_KEYS[key]) for i in value])
+
+    def as_dict(self, previous: dict[str, Any] | None) -> dict[str, Any]:
+        """The record, merged after a previous injection's (the pod's status before)."""
+        out: dict[str, Any] = {}
+        prev = previous or {}
+        for key, mine in (("labels", self.labels), ("annotations", self.annotations), *self.lists.items()):
+            merged = [*(prev.get(key) or []), *mine]
+            if merged:
+                out[key] = merged
+        for key in ("initContainers", "containers", "volumes", "imagePullSecrets"):
+            if key in prev and key not in out:
+                out[key] = prev[key]
+        into: dict[str, Any] = {k: dict(v) for k, v in (prev.get("into") or {}).items()}
+        for name, entry in self.into.items():
+            have = into.setdefault(name, {})
+            for k, v in entry.items():
+                if isinstance(v, dict):
+                    have[k] = {**v, **(have.get(k) or {})}
+                else:
+                    have[k] = [*(have.get(k) or []), *v]
+        if into:
+            out["into"] = into
+        empty = {**self.empty, **(prev.get("empty") or {})}
+        if empty:
+            out["empty"] = empty
+        return out
+
+
+def _status(
+    names: list[str],
+    digests: list[tuple[str, str]],
+    previous_hash: str | None,
+    record: _Record,
+    previous_raw: Any,
+) -> str:
+    """The status annotation: the configs injected, a hash, and what was added.
+
+    ``{"injected": [names], "hash": "sha256:…", "digests": {name: 16 hex}, "added": {…}}``
+
+    - ``hash`` covers each injected config's rendered content (see ``content_digest``), in
+      order, so a reader that re-renders the same configs for the pod can tell whether its
+      sidecars are current. When earlier configs were injected before, their hash is chained in.
+    - ``digests``: the first 16 hex digits of each config's own content digest, so ``explain``
+      can say which config changed.
+    - ``added``: what the injector added, by name, so ``uninject`` removes exactly that without
+      the configs: ``labels``/``annotations`` (keys, the default-container annotation when it
+      set it), ``initContainers``/``containers``/``volumes``/``imagePullSecrets`` (names),
+      ``into`` (per container name of the pod's own containers: ``env`` names,
+      ``volumeMounts`` paths, ``ports`` numbers appended, ``fields`` set on a pod-declared
+      sidecar), ``empty`` (fields that were present but empty or null before, with that value:
+      ``"spec.volumes": []``, or inside an ``into`` entry). Empty entries are left out.
+    - ``unrecorded``: configs injected before this format (no ``added``): they cannot be
+      removed exactly.
+
     For static configs the same few annotations recur on every pod: they are memoised.
     """
-    key = (tuple(names), tuple(digests), previous_hash)
+    previous: dict[str, Any] | None = None
+    if isinstance(previous_raw, str) and previous_raw:
+        try:
+            loaded = orjson.loads(previous_raw)
+        except orjson.JSONDecodeError:
+            loaded = None
+        previous = loaded if isinstance(loaded, dict) else None
+    added = record.as_dict(previous.get("added") if previous and isinstance(previous.get("added"), dict) else None)
+    short = dict((previous or {}).get("digests") or {}) if isinstance((previous or {}).get("digests"), dict) else {}
+    short.update((n, d[:16]) for n, d in digests)
+    unrecorded: list[str] = []
+    if previous is not None:
+        prev_names: Any = previous.get("injected") if isinstance(previous.get("injected"), list) else []
+        if "added" not in previous:
+            unrecorded = [n for n in prev_names if isinstance(n, str)]
+        elif isinstance(previous.get("unrecorded"), list):
+            unrecorded = list(previous["unrecorded"])
+    extra = orjson.dumps({"digests": short, "added": added, **({"unrecorded": unrecorded} if unrecorded else {})})
+    key = (tuple(names), tuple(digests), previous_hash, extra)
     cached = _STATUS_CACHE.get(key)
     if cached is None:
         payload = orjson.dumps([previous_hash, digests] if previous_hash else digests)
         digest = hashlib.sha256(payload).hexdigest()
-        cached = orjson.dumps({"injected": names, "hash": f"sha256:{digest}"}).decode()
+        head = orjson.dumps({"injected": names, "hash": f"sha256:{digest}"})
+        cached = (head[:-1] + b"," + extra[1:]).decode()
         if len(_STATUS_CACHE) >= 1024:  # templated configs give a new key per pod: stay small
             _STATUS_CACHE.clear()
         _STATUS_CACHE[key] = cached
     return cached
 
 
-_STATUS_CACHE: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None], str] = {}
+_STATUS_CACHE: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None, bytes], str] = {}

@@ -1,0 +1,122 @@
+"""Writing new values as YAML text that kubectl (and :mod:`.read`) reads back unchanged.
+
+A string is written plain only when go-yaml v2 resolves that plain text back to the same
+string (so ``"on"``, ``"y"``, ``"0o17"``, ``"1e3"``, ``"10"`` are quoted) and it has no YAML
+indicator; otherwise as a JSON string, which is a valid YAML double-quoted scalar.
+Collections are written in block style (a mapping's keys at ``indent``, sequence items as
+``- `` at the indentation the document uses), or in flow style (JSON) inside flow context.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import orjson
+
+from sidecar_injector.yamlio.read import resolve_plain
+
+#: Characters a plain scalar may hold here: conservative, the common label/image/path shapes.
+_PLAIN_OK = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./:@=+,()$%^~ -]*\Z")
+
+
+def scalar(value: Any) -> str:
+    """One scalar (or empty collection) as YAML text, on one line."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+        text = repr(value)
+        return text if resolve_plain(text) == value else orjson.dumps(value).decode()
+    if isinstance(value, str):
+        if (
+            _PLAIN_OK.match(value)
+            and not value.endswith((" ", ":"))
+            and ": " not in value
+            and " #" not in value
+            and resolve_plain(value) == value
+            and type(resolve_plain(value)) is str
+        ):
+            return value
+        return orjson.dumps(value).decode()
+    if isinstance(value, dict) and not value:
+        return "{}"
+    if isinstance(value, list) and not value:
+        return "[]"
+    raise TypeError(f"not a scalar: {type(value).__name__}")
+
+
+def flow(value: Any) -> str:
+    """A value in flow style (JSON, which YAML's flow context reads)."""
+    return orjson.dumps(value).decode()
+
+
+def is_block(value: Any) -> bool:
+    return isinstance(value, (dict, list)) and bool(value)
+
+
+class Style:
+    """How the surrounding document indents: ``step`` spaces per mapping level, and whether a
+    sequence's ``-`` is indented under its key (``seq_indent`` spaces) or not (0)."""
+
+    __slots__ = ("newline", "seq_indent", "step")
+
+    def __init__(self, step: int = 2, seq_indent: int = 0, newline: str = "\n") -> None:
+        self.step = step
+        self.seq_indent = seq_indent
+        self.newline = newline
+
+
+def mapping_entries(items: list[tuple[str, Any]], indent: int, style: Style) -> list[str]:
+    """Lines (without line breaks) of ``key: value`` entries at column ``indent``."""
+    lines: list[str] = []
+    pad = " " * indent
+    for k, v in items:
+        key = scalar(k)
+        if is_block(v):
+            lines.append(f"{pad}{key}:")
+            if isinstance(v, dict):
+                lines.extend(mapping_entries(list(v.items()), indent + style.step, style))
+            else:
+                lines.extend(sequence_items(v, indent + style.seq_indent, style))
+        else:
+            lines.append(f"{pad}{key}: {scalar(v)}")
+    return lines
+
+
+def sequence_items(items: list[Any], indent: int, style: Style) -> list[str]:
+    """Lines of ``- item`` entries with the dash at column ``indent``."""
+    lines: list[str] = []
+    pad = " " * indent
+    for item in items:
+        if isinstance(item, dict) and item:
+            sub = mapping_entries(list(item.items()), indent + 2, style)
+            sub[0] = pad + "- " + sub[0][indent + 2:]
+            lines.extend(sub)
+        elif isinstance(item, list) and item:
+            sub = sequence_items(item, indent + 2, style)
+            sub[0] = pad + "- " + sub[0][indent + 2:]
+            lines.extend(sub)
+        else:
+            lines.append(f"{pad}- {scalar(item)}")
+    return lines
+
+
+def document(value: Any, style: Style | None = None) -> str:
+    """A whole document in block style (used when a document cannot be edited in place)."""
+    style = style or Style()
+    if isinstance(value, dict) and value:
+        lines = mapping_entries(list(value.items()), 0, style)
+    elif isinstance(value, list) and value:
+        lines = sequence_items(value, 0, style)
+    else:
+        lines = [scalar(value)]
+    return style.newline.join(lines) + style.newline
