@@ -206,8 +206,8 @@ def _body(api_version: str, response: dict[str, Any]) -> bytes:
 
 def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> ReviewResult:
     """Answer one AdmissionReview. Raises :class:`InvalidReview` for the client's mistakes."""
-    doc = None if configs.needs_full_pod else skeleton.decode(body)
-    if doc is not None and configs.sidecar_names and skeleton.declares_any(doc, configs.sidecar_names):
+    doc = None if configs.review_full_pod else skeleton.decode(body)
+    if doc is not None and configs.review_sidecar_names and skeleton.declares_any(doc, configs.review_sidecar_names):
         doc = None  # a sidecar the pod declares is merged field by field: that needs its fields
     full = doc is None
     api_version, request = parse(body) if full else _check(doc)
@@ -223,6 +223,7 @@ def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> Re
         namespace = meta.get("namespace") if isinstance(meta, dict) else None
         namespace = namespace if isinstance(namespace, str) and namespace else "default"
     pod = _pod_name(obj, request)
+    configs = configs.for_namespace(namespace)  # namespaced SidecarConfigs (core.tenancy)
 
     def skipped(reason: str) -> ReviewResult:
         return ReviewResult(

@@ -111,6 +111,9 @@ class ConfigSet:
     """Load position by name, to report decisions in load order."""
     has_templates: bool = False
     """Whether any config has a template (which may read any field of the pod)."""
+    scoped: Mapping[str, ConfigSet] = field(default_factory=dict)
+    """Namespace -> the set its pods get instead of this one (namespaced SidecarConfigs, which
+    shadow configs of the same name: :mod:`sidecar_injector.core.tenancy`). Empty: one set for all."""
 
     @classmethod
     def of(
@@ -141,6 +144,10 @@ class ConfigSet:
     needs_full_pod: bool = field(init=False, default=False)
     """Whether a decision may read any field of the pod (templates, CEL matchConditions)."""
     optional: tuple[SidecarConfig, ...] = field(init=False, default=())
+    review_full_pod: bool = field(init=False, default=False)
+    """``needs_full_pod`` of this set or of any scoped one: a review decodes before it knows the
+    namespace, so the decode must suit every set the namespace may select."""
+    review_sidecar_names: frozenset[str] = field(init=False, default=frozenset())
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: set the derived fields once, here
@@ -153,6 +160,13 @@ class ConfigSet:
         ))
         set_(self, "needs_full_pod", self.has_templates or any(c.match_conditions for c in self.configs))
         set_(self, "optional", tuple(c for c in self.configs if not c.inject_by_default))
+        set_(self, "review_full_pod", self.needs_full_pod or any(s.needs_full_pod for s in self.scoped.values()))
+        set_(self, "review_sidecar_names", self.sidecar_names.union(
+            *(s.sidecar_names for s in self.scoped.values())))
+
+    def for_namespace(self, namespace: str) -> ConfigSet:
+        """The set that applies to pods in ``namespace``."""
+        return self.scoped.get(namespace, self) if self.scoped else self
 
 
 def content_digest(parts: dict[str, Any]) -> str:
