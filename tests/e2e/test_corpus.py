@@ -560,13 +560,6 @@ def check_run(
     run.seconds["idempotence"] = time.monotonic() - t0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="known gap: on a hostNetwork pod, the apiserver defaults hostPort to containerPort, so a sidecar "
-    "port the pod already uses on the host is a duplicate hostPort; inject emits the pod (remove this mark "
-    "once inject refuses, skips or warns about it)",
-)
 def test_host_port_conflict_on_host_network(control_plane: ControlPlane, api: Any, tmp_path: Path) -> None:
     """``log-shipper`` (``hostNetwork: inject``) with its metrics port moved to 9100, the port
     node-exporter's kube-rbac-proxy holds on the node: inject must not emit a pod the apiserver

@@ -219,6 +219,19 @@ def test_a_config_may_opt_in_to_host_network_pods() -> None:
     assert inject(host_pod(), "ns", cs).injected == ("envoy",)
 
 
+def test_a_sidecar_port_the_host_network_pod_already_holds_is_an_injection_error() -> None:
+    """Found by the e2e corpus: on a hostNetwork pod every port is a host port (the apiserver
+    sets hostPort to containerPort), so a sidecar on the app's port got the pod refused."""
+    cs = configs(cfg(injectByDefault=True, hostNetwork="inject",
+                     containers=[{"name": "s", "image": "x", "ports": [{"containerPort": 9100}]}]))
+    p = host_pod()
+    p["spec"]["containers"][0]["ports"] = [{"containerPort": 9100}]
+    with pytest.raises(InjectionError, match="host port TCP//9100 is already taken"):
+        inject(p, "ns", cs)
+    p["spec"]["containers"][0]["ports"] = [{"containerPort": 9101}]
+    assert inject(p, "ns", cs).injected == ("envoy",)
+
+
 # ---- 5. pods that run to completion
 
 

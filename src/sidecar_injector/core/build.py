@@ -247,6 +247,8 @@ class Injection:
 
     def finish(self, already: list[str], previous_hash: str | None) -> InjectionResult:
         self._check_mounts()
+        if self.new_containers:
+            self._check_host_ports()
         b = PatchBuilder(self.pod)
         rec = _Record()
         meta = self.pod.get("metadata")
@@ -337,6 +339,34 @@ class Injection:
                     f"config {cfg_name!r}: container {c.get('name')} already sets env {e['name']}; kept the pod's own"
                 )
         return add_mounts, add_env
+
+    def _check_host_ports(self) -> None:
+        """A sidecar's host port must not repeat one of the pod's: the apiserver refuses the
+        pod. On a hostNetwork pod every port is a host port (the apiserver sets hostPort to
+        containerPort), so a sidecar listening on a port the app holds is such a conflict."""
+        host_network = self.spec.get("hostNetwork") is True
+
+        def keys(c: Any) -> list[tuple[str, str, Any]]:
+            out = []
+            for port in c.get("ports") or [] if isinstance(c, dict) else []:
+                if not isinstance(port, dict):
+                    continue
+                host_port = port.get("hostPort") or (port.get("containerPort") if host_network else None)
+                if host_port:
+                    out.append((str(port.get("protocol") or "TCP"), str(port.get("hostIP") or ""), host_port))
+            return out
+
+        taken = {k for c in self.spec["containers"] for k in keys(c)}
+        problems = []
+        for c in self.new_containers:
+            for protocol, ip, port in keys(c):
+                if (protocol, ip, port) in taken:
+                    why = " (hostNetwork: every container port is a host port)" if host_network else ""
+                    problems.append(f"container {c['name']}: host port {protocol}/{ip}/{port} is already taken "
+                                    f"in the pod{why}")
+                taken.add((protocol, ip, port))
+        if problems:
+            raise InjectionError("; ".join(problems))
 
     def _check_mounts(self) -> None:
         """Every mount injected must name a volume the pod will have (the apiserver refuses
