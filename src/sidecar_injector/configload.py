@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
+from sidecar_injector.apiconfig import parse_documents
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import ConfigError
-from sidecar_injector.core.parse import parse_configs
 from sidecar_injector.schema import DEFAULT_KUBE_VERSION, pod_schema
 
 BUILTIN_EXAMPLE = Path(__file__).parent / "builtin" / "example.yaml"
@@ -85,7 +85,7 @@ def load_configs(
 ) -> ConfigSet:
     """Read and fully validate the configs under ``path``; raises ConfigError on any problem."""
     schema = pod_schema(kube_version) if validate else None
-    configs = parse_configs(read_documents(path), prefix=prefix, schema=schema)
+    configs = parse_documents(read_documents(path), prefix=prefix, schema=schema)  # both kinds (apiconfig)
     if not configs.configs:
         raise ConfigError(f"{path}: no SidecarConfig documents")
     return configs
