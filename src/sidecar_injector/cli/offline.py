@@ -1,10 +1,14 @@
-"""The offline commands: ``inject``, ``review`` and ``explain``. No cluster needed.
+"""The offline commands: ``inject``, ``uninject``, ``review`` and ``explain``. No cluster needed.
 
 - ``inject`` is ``istioctl kube-inject`` for any sidecar: YAML streams in, the same documents
-  out with every pod and pod template injected, for GitOps pipelines and CI.
+  out with every pod and pod template injected, for GitOps pipelines and CI. Documents it does
+  not change come out byte for byte; the ones it changes keep their comments and layout
+  (:mod:`sidecar_injector.yamlio`). ``-o json`` and ``-o patch`` (kustomize) besides YAML.
+- ``uninject`` removes exactly what injection added, from the status annotation alone;
+  ``inject --reinject`` upgrades committed output to the current configs in one step.
 - ``review`` answers an AdmissionReview exactly as the webhook does (same code path).
 - ``explain`` answers "why wasn't my pod injected?": every config, its decision and reason,
-  and the resulting diff.
+  the resulting diff, and whether an injected pod is stale (``--fail-on-stale`` for CI).
 """
 
 from __future__ import annotations
@@ -16,14 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
+from sidecar_injector.cli.pipeline import (
+    Run,
+    inject_sources,
+    kustomize_patches,
+    patches_yaml,
+    staleness,
+    uninject_sources,
+)
 from sidecar_injector.configload import BUILTIN_EXAMPLE, load_configs
 from sidecar_injector.core.admission import review
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
-from sidecar_injector.core.errors import InjectionError, InputError, InvalidReview
-from sidecar_injector.core.workloads import PodInjection, check_object, inject_object
+from sidecar_injector.core.errors import InputError, InvalidReview
+from sidecar_injector.core.workloads import PodInjection
 from sidecar_injector.schema import DEFAULT_KUBE_VERSION
+from sidecar_injector.yamlio import emit
+from sidecar_injector.yamlio.stream import Source, join, read_sources
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -38,12 +51,29 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--filename", action="append", required=True,
+                   help="YAML or JSON file, directory (*.yaml, *.yml, *.json) or - for stdin; repeatable")
+    p.add_argument("-R", "--recursive", action="store_true", help="read directories given with -f recursively")
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("inject", help="inject sidecars into pods and workloads in YAML files (offline)")
-    p.add_argument("-f", "--filename", action="append", required=True, help="YAML file, or - for stdin; repeatable")
+    _add_input_args(p)
     _add_config_args(p)
     p.add_argument("--namespace", "-n", default=None, help="namespace for objects that name none (default: default)")
+    p.add_argument("-o", "--output", choices=("yaml", "json", "patch"), default="yaml",
+                   help="yaml: the stream, edited in place (default); json: one object or a List; "
+                        "patch: kustomize patches, one per injected object")
+    p.add_argument("--reinject", action="store_true",
+                   help="remove what an earlier injection added first, then inject with the current configs")
     p.set_defaults(func=run_inject)
+
+    p = sub.add_parser("uninject", help="remove exactly what inject added (offline)")
+    _add_input_args(p)
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="annotation prefix (default: %(default)s)")
+    p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    p.set_defaults(func=run_uninject)
 
     p = sub.add_parser("review", help="answer an AdmissionReview exactly as the webhook would (offline)")
     p.add_argument("-f", "--filename", default="-", help="AdmissionReview JSON file, or - for stdin (default)")
@@ -53,10 +83,13 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_review)
 
     p = sub.add_parser("explain", help="say which configs a pod gets and why, with the diff (offline)")
-    p.add_argument("-f", "--filename", action="append", required=True, help="YAML file, or - for stdin; repeatable")
+    _add_input_args(p)
     _add_config_args(p)
     p.add_argument("--namespace", "-n", default=None, help="namespace for objects that name none (default: default)")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.add_argument("--fail-on-stale", action="store_true",
+                   help="exit 1 when an injected object is not what the current configs inject (CI gate)")
+    p.add_argument("--fail-on-warning", action="store_true", help="exit 1 when there is any warning (CI gate)")
     p.set_defaults(func=run_explain)
 
 
@@ -73,63 +106,74 @@ def _read(name: str) -> str:
         raise InputError(f"{name}: cannot read: {e}") from None
 
 
-def _documents(names: list[str]) -> list[tuple[str, Any]]:
-    docs: list[tuple[str, Any]] = []
-    for name in names:
-        label = "stdin" if name == "-" else name
-        try:
-            loaded = list(yaml.safe_load_all(_read(name)))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            raise InputError(f"{label}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
-        for i, doc in enumerate(loaded, start=1):
-            if doc is not None:
-                docs.append((f"{label}, document {i}", doc))
-    return docs
-
-
-def _inject_all(args: argparse.Namespace) -> tuple[list[tuple[Any, list[PodInjection]]], list[str]]:
-    """Every document injected, in order, and the failures.
-
-    A document whose injection fails (a template that does not render for it, a value the
-    apiserver would refuse) is passed through unchanged and its error collected: one bad
-    workload must not hide what happened to the others. The command exits 1 at the end.
-    """
-    configs = _configs(args)
-    out: list[tuple[Any, list[PodInjection]]] = []
-    failures: list[str] = []
-    for source, doc in _documents(args.filename):
-        obj = check_object(doc, source)
-        try:
-            out.append(inject_object(obj, configs, namespace=args.namespace, source=source))
-        except InjectionError as e:
-            failures.append(str(e))
-            out.append((obj, []))
-    return out, failures
-
-
-def _report_failures(failures: list[str]) -> int:
+def _report_failures(failures: list[str], verb: str = "injected") -> int:
     for f in failures:
         print(f"sidecar-injector: error: {f}", file=sys.stderr)
     if failures:
-        print(f"sidecar-injector: {len(failures)} document(s) could not be injected (passed through unchanged)",
+        print(f"sidecar-injector: {len(failures)} document(s) could not be {verb} (passed through unchanged)",
               file=sys.stderr)
     return 1 if failures else 0
 
 
 def _dump(doc: Any) -> str:
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+    return emit.document(doc)
+
+
+def _write(text: str) -> None:
+    sys.stdout.buffer.write(text.encode("utf-8"))
+    sys.stdout.buffer.flush()
+
+
+def _json_out(run: Run) -> str:
+    values = [r.value for r in run.docs]
+    body: Any = values[0] if len(values) == 1 else {"apiVersion": "v1", "kind": "List", "items": values}
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def _warn_pods(pods: list[PodInjection]) -> int:
+    n = 0
+    for p in pods:
+        for note in p.notes:
+            print(f"warning: {note}", file=sys.stderr)
+            n += 1
+        for w in p.result.warnings:
+            print(f"warning: {p.kind} {p.name}: {w}", file=sys.stderr)
+            n += 1
+    return n
 
 
 def run_inject(args: argparse.Namespace) -> int:
-    results, failures = _inject_all(args)
-    sys.stdout.write("---\n".join(_dump(doc) for doc, _ in results))
-    for _, pods in results:
-        for p in pods:
-            for w in p.result.warnings:
-                print(f"warning: {p.kind} {p.name}: {w}", file=sys.stderr)
+    configs = _configs(args)
+    sources = read_sources(args.filename, args.recursive)
+    failures: list[str] = []
+    if args.reinject:
+        undone = uninject_sources(sources, configs.status_key, convert_all=False)
+        failures.extend(undone.failures)
+        for n in undone.notes:
+            print(f"note: {n}", file=sys.stderr)
+        sources = [Source(s.label, t) for s, t in zip(sources, undone.texts, strict=True)]
+    run = inject_sources(sources, configs, args.namespace, convert_all=args.output == "json")
+    failures.extend(run.failures)
+    if args.output == "json":
+        _write(_json_out(run))
+    elif args.output == "patch":
+        _write(patches_yaml(kustomize_patches(run)))
+    else:
+        _write(join(run.texts))
+    for n in run.notes:
+        print(f"note: {n}", file=sys.stderr)
+    for r in run.docs:
+        _warn_pods(r.pods)
     return _report_failures(failures)
+
+
+def run_uninject(args: argparse.Namespace) -> int:
+    sources = read_sources(args.filename, args.recursive)
+    run = uninject_sources(sources, f"{args.prefix}/status", convert_all=args.output == "json")
+    _write(_json_out(run) if args.output == "json" else join(run.texts))
+    for n in run.notes:
+        print(f"note: {n}", file=sys.stderr)
+    return _report_failures(run.failures, "uninjected")
 
 
 def run_review(args: argparse.Namespace) -> int:
@@ -154,8 +198,9 @@ def _read_bytes(name: str) -> bytes:
         raise InputError(f"{name}: cannot read: {e}") from None
 
 
-def _explain_record(p: PodInjection) -> dict[str, Any]:
+def _explain_record(p: PodInjection, configs: ConfigSet) -> dict[str, Any]:
     r = p.result
+    stale = staleness(p.before, p.namespace, configs)
     return {
         "kind": p.kind,
         "name": p.name,
@@ -168,7 +213,12 @@ def _explain_record(p: PodInjection) -> dict[str, Any]:
              "message": d.message, "requested": d.requested, "conflicts": list(d.conflicts)}
             for d in r.decisions
         ],
-        "warnings": list(r.warnings),
+        "warnings": [*p.notes, *r.warnings],
+        "status": None if stale is None else {
+            "state": stale.state, "injectedHash": stale.injected_hash or None,
+            "currentHash": stale.current_hash or None, "differences": list(stale.differences),
+            "message": stale.message or None,
+        },
         "patch": r.patch,
         "diff": _diff(p),
     }
@@ -182,32 +232,55 @@ def _diff(p: PodInjection) -> str:
     return "".join(difflib.unified_diff(before, after, "before", "after", n=2))
 
 
+def _status_line(st: dict[str, Any]) -> str:
+    if st["state"] == "up to date":
+        return "up to date"
+    if st["state"] == "stale":
+        return (f"stale: injected {st['injectedHash']}, the current configs give {st['currentHash']} "
+                f"({'; '.join(st['differences'])})")
+    return f"unknown: {st['message']}"
+
+
 def run_explain(args: argparse.Namespace) -> int:
-    results, failures = _inject_all(args)
-    records = [_explain_record(p) for _, pods in results for p in pods]
+    configs = _configs(args)
+    run = inject_sources(read_sources(args.filename, args.recursive), configs, args.namespace, convert_all=False)
+    records = [_explain_record(p, configs) for r in run.docs for p in r.pods]
+    failures = run.failures
+    stale = sum(1 for rec in records if rec["status"] and rec["status"]["state"] != "up to date")
+    warnings = sum(len(rec["warnings"]) for rec in records)
     if args.output == "json":
         sys.stdout.write(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return _report_failures(failures)
-    if not records:
-        print("no pods or pod templates found")
-    for rec in records:
-        head = f"{rec['kind']} {rec['name'] or '(no name)'} in namespace {rec['namespace']}"
-        if rec["path"] != "(the pod itself)":
-            head += f", pod template {rec['path']}"
-        print(head)
-        if rec["injected"]:
-            print(f"  injected: {', '.join(rec['injected'])}")
-        else:
-            print(f"  nothing injected ({rec['skipReason']})")
-        for d in rec["decisions"]:
-            mark = "+" if d["decision"] == "injected" else "-"
-            how = " (requested)" if d["requested"] else ""
-            print(f"  {mark} {d['config']}{how}: {d['reason']}: {d['message']}")
-        for w in rec["warnings"]:
-            print(f"  warning: {w}")
-        if rec["diff"]:
-            print("  diff:")
-            for line in rec["diff"].splitlines():
-                print(f"    {line}")
-        print()
-    return _report_failures(failures)
+    else:
+        if not records:
+            print("no pods or pod templates found")
+        for rec in records:
+            head = f"{rec['kind']} {rec['name'] or '(no name)'} in namespace {rec['namespace']}"
+            if rec["path"] != "(the pod itself)":
+                head += f", pod template {rec['path']}"
+            print(head)
+            if rec["status"]:
+                print(f"  status: {_status_line(rec['status'])}")
+            if rec["injected"]:
+                print(f"  injected: {', '.join(rec['injected'])}")
+            else:
+                print(f"  nothing injected ({rec['skipReason']})")
+            for d in rec["decisions"]:
+                mark = "+" if d["decision"] == "injected" else "-"
+                how = " (requested)" if d["requested"] else ""
+                print(f"  {mark} {d['config']}{how}: {d['reason']}: {d['message']}")
+            for w in rec["warnings"]:
+                print(f"  warning: {w}")
+            if rec["diff"]:
+                print("  diff:")
+                for line in rec["diff"].splitlines():
+                    print(f"    {line}")
+            print()
+    code = _report_failures(failures)
+    if args.fail_on_stale and stale:
+        print(f"sidecar-injector: {stale} injected object(s) not up to date with the current configs "
+              "(inject --reinject upgrades them)", file=sys.stderr)
+        code = 1
+    if args.fail_on_warning and warnings:
+        print(f"sidecar-injector: {warnings} warning(s)", file=sys.stderr)
+        code = 1
+    return code

@@ -8,13 +8,16 @@ command line, else ``default``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from sidecar_injector.core.build import InjectionResult, as_dict
-from sidecar_injector.core.config import ConfigSet
+from sidecar_injector.core.config import ConfigSet, SidecarConfig
 from sidecar_injector.core.errors import InjectionError, InputError
-from sidecar_injector.core.inject import inject
+from sidecar_injector.core.inject import NAMESPACE_NOT_ALLOWED, inject
+from sidecar_injector.core.templating import is_template
+from sidecar_injector.core.uninject import Uninjection, uninject
 
 #: Where each kind keeps the pod (template) to inject.
 POD_PATHS: dict[str, tuple[str, ...]] = {
@@ -40,6 +43,8 @@ class PodInjection:
     """Where the pod (template) sits in the document, e.g. ``("spec", "template")``."""
     before: dict[str, Any]
     result: InjectionResult
+    notes: tuple[str, ...] = ()
+    """Warnings about the object rather than the pod (a namespace assumed)."""
 
     @property
     def where(self) -> str:
@@ -70,7 +75,8 @@ def inject_object(
             new_item, sub = inject_object(item, configs, namespace=namespace, source=f"{source}, items[{i}]")
             new_items.append(new_item)
             found.extend(
-                PodInjection(p.kind, p.name, p.namespace, ("items", i, *p.path), p.before, p.result) for p in sub
+                PodInjection(p.kind, p.name, p.namespace, ("items", i, *p.path), p.before, p.result, p.notes)
+                for p in sub
             )
         return ({**doc, "items": new_items} if found else doc), found
     path = POD_PATHS.get(kind)
@@ -91,7 +97,93 @@ def inject_object(
     except InjectionError as e:  # name the document and the workload: the run goes on past it
         raise InjectionError(f"{source}: {kind} {name}: {e}") from None
     new_doc = _replace(doc, path, result.pod) if result.patch else doc
-    return new_doc, [PodInjection(kind, str(name), str(ns), path, pod, result)]
+    notes: tuple[str, ...] = ()
+    if not meta.get("namespace") and not namespace and _reads_namespace(result, configs):
+        notes = (f"{kind} {name or '(no name)'} names no namespace and --namespace was not given: injected as "
+                 "namespace 'default', which a config's template or namespaces rule read",)
+    return new_doc, [PodInjection(kind, str(name), str(ns), path, pod, result, notes)]
+
+
+_NAMESPACE_WORD = re.compile(r"\bnamespace\b")
+_READS_NAMESPACE: dict[int, bool] = {}
+
+
+def _config_reads_namespace(c: SidecarConfig) -> bool:
+    """Whether a config's templates mention ``namespace`` (the variable, or the pod's field)."""
+    known = _READS_NAMESPACE.get(id(c))
+    if known is None:
+        texts: list[str] = []
+
+        def strings(v: Any) -> None:
+            if isinstance(v, str):
+                if is_template(v):
+                    texts.append(v)
+            elif isinstance(v, dict):
+                for x in v.values():
+                    strings(x)
+            elif isinstance(v, list):
+                for x in v:
+                    strings(x)
+
+        for frag in (c.labels, c.annotations, c.init_containers, c.containers, c.volumes, c.volume_mounts, c.env,
+                     c.image_pull_secrets):
+            strings(frag.static)
+        known = bool(c.namespaces) or any(_NAMESPACE_WORD.search(t) for t in texts)
+        _READS_NAMESPACE[id(c)] = known
+    return known
+
+
+def _reads_namespace(result: InjectionResult, configs: ConfigSet) -> bool:
+    if any(d.reason == NAMESPACE_NOT_ALLOWED for d in result.decisions):
+        return True
+    return any(_config_reads_namespace(configs.by_name[n]) for n in result.injected if n in configs.by_name)
+
+
+def pods_of(doc: dict[str, Any]) -> list[tuple[tuple[str | int, ...], dict[str, Any]]]:
+    """Every pod (template) in a document, with its path; ``List`` items one by one."""
+    kind = doc.get("kind")
+    if not isinstance(kind, str):
+        return []
+    if kind == "List" or (kind.endswith("List") and isinstance(doc.get("items"), list)):
+        out: list[tuple[tuple[str | int, ...], dict[str, Any]]] = []
+        for i, item in enumerate(doc.get("items") or []):
+            if isinstance(item, dict):
+                out.extend((("items", i, *p), pod) for p, pod in pods_of(item))
+        return out
+    path = POD_PATHS.get(kind)
+    if path is None:
+        return []
+    pod: Any = doc
+    for key in path:
+        pod = pod.get(key) if isinstance(pod, dict) else None
+    return [(path, pod)] if isinstance(pod, dict) else []
+
+
+def uninject_object(
+    doc: dict[str, Any], status_key: str, *, source: str
+) -> list[tuple[tuple[str | int, ...], Uninjection]]:
+    """What to remove from every injected pod (template) of ``doc``: (its path, the removal).
+
+    Raises :class:`~sidecar_injector.core.uninject.UninjectError` (naming the document) when a
+    pod's status cannot be undone exactly.
+    """
+    out = []
+    for path, pod in pods_of(doc):
+        try:
+            u = uninject(pod, status_key)
+        except InputError as e:
+            raise type(e)(f"{source}: {doc.get('kind')} {_name(doc, path)}: {e}") from None
+        if u is not None:
+            out.append((path, u))
+    return out
+
+
+def _name(doc: dict[str, Any], path: tuple[str | int, ...]) -> str:
+    obj: Any = doc
+    if path and path[0] == "items":
+        obj = doc["items"][path[1]]
+    meta = as_dict(obj.get("metadata"))
+    return str(meta.get("name") or meta.get("generateName") or "(no name)")
 
 
 def _replace(doc: dict[str, Any], path: tuple[str, ...], value: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import orjson
 from sidecar_injector.yamlio.read import resolve_plain
 
 #: Characters a plain scalar may hold here: conservative, the common label/image/path shapes.
-_PLAIN_OK = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./:@=+,()$%^~ -]*\Z")
+_PLAIN_OK = re.compile(r"[A-Za-z0-9_./$(+=^~;][^\x00-\x1f\x7f-\x9f]*\Z")
 
 
 def scalar(value: Any) -> str:
@@ -37,16 +37,9 @@ def scalar(value: Any) -> str:
         text = repr(value)
         return text if resolve_plain(text) == value else orjson.dumps(value).decode()
     if isinstance(value, str):
-        if (
-            _PLAIN_OK.match(value)
-            and not value.endswith((" ", ":"))
-            and ": " not in value
-            and " #" not in value
-            and resolve_plain(value) == value
-            and type(resolve_plain(value)) is str
-        ):
+        if _plain_ok(value):
             return value
-        return orjson.dumps(value).decode()
+        return quoted(value)
     if isinstance(value, dict) and not value:
         return "{}"
     if isinstance(value, list) and not value:
@@ -54,9 +47,41 @@ def scalar(value: Any) -> str:
     raise TypeError(f"not a scalar: {type(value).__name__}")
 
 
-def flow(value: Any) -> str:
-    """A value in flow style (JSON, which YAML's flow context reads)."""
+def _plain_ok(value: str) -> bool:
+    """Whether ``value`` can be written plain and read back (by kubectl and :mod:`.read`) as itself."""
+    body = value.lstrip("-") if value[:1] == "-" and value[1:2] not in ("", " ") else value
+    return bool(
+        _PLAIN_OK.match(body)
+        and not value.endswith((" ", ":"))
+        and ": " not in value
+        and " #" not in value
+        and type(resolve_plain(value)) is str
+    )
+
+
+def quoted(value: str) -> str:
+    """Single-quoted when printable on one line (as PyYAML and kubectl write), else JSON."""
+    if value.isprintable():
+        return "'" + value.replace("'", "''") + "'"
     return orjson.dumps(value).decode()
+
+
+def flow(value: Any) -> str:
+    """A value in flow style (``{a: b, c: [d]}``), for flow collections and JSON documents."""
+    if isinstance(value, dict) and value:
+        return "{" + ", ".join(f"{flow_scalar(k)}: {flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list) and value:
+        return "[" + ", ".join(flow(v) for v in value) + "]"
+    if isinstance(value, str):
+        return flow_scalar(value)
+    return scalar(value)
+
+
+def flow_scalar(value: str) -> str:
+    text = scalar(value)
+    if text[0] not in "'\"" and any(c in text for c in ",[]{}"):
+        return quoted(value)
+    return text
 
 
 def is_block(value: Any) -> bool:
