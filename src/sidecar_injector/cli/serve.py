@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--config", metavar="PATH",
                    help="SidecarConfig YAML file or directory (reloaded on change)")
+    p.add_argument("--config-source", choices=("file", "kubernetes", "both"),
+                   help="where SidecarConfigs come from: file (--config), kubernetes (list and watch the "
+                        "ClusterSidecarConfig and SidecarConfig objects), or both (merged; files win a name "
+                        "collision). Default: file when --config is given, else kubernetes in a cluster")
+    p.add_argument("--kubeconfig", metavar="PATH",
+                   help="credentials for the API (default: $KUBECONFIG, then in-cluster credentials)")
     p.add_argument("--tls-cert", metavar="FILE", help="serving certificate chain, PEM (reloaded on change)")
     p.add_argument("--tls-key", metavar="FILE", help="private key of the serving certificate, PEM")
     p.add_argument("--client-ca", metavar="FILE", help="require client certificates signed by this CA (mTLS)")
@@ -96,9 +102,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be 1 or more, got {args.workers}")
 
     log = JsonLog(sys.stderr, args.log_level)
-    config = args.config or BUILTIN_EXAMPLE
-    if not args.config:
+    source = args.config_source
+    if source is None:
+        from sidecar_injector.kube.client import in_cluster
+
+        source = "file" if args.config or not in_cluster() else "kubernetes"
+    if source == "both" and not args.config:
+        raise UsageError("--config-source both needs --config")
+    config = args.config or (BUILTIN_EXAMPLE if source == "file" else None)
+    if not args.config and source == "file":
         log.info("no --config given: serving the built-in example", config=str(BUILTIN_EXAMPLE))
+    if source != "file" and args.workers > 1:
+        raise UsageError("--workers needs --config-source file (each worker would watch the API)")
     cert, key = args.tls_cert, args.tls_key
     if not cert:
         extra = [args.host] if args.host not in ("0.0.0.0", "::", "") else []
@@ -117,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         reload_interval=args.reload_interval, drain_delay=args.drain_delay,
         shutdown_timeout=args.shutdown_timeout,
         limits=Limits(idle_timeout=args.idle_timeout, request_timeout=args.request_timeout),
+        config_source=source, kubeconfig=args.kubeconfig,
     )
     if args.listen_fd is not None:  # a worker of a supervisor
         options.sock = socket.socket(fileno=args.listen_fd)

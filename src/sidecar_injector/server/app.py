@@ -10,6 +10,7 @@ message in the apiserver's error, and curl users read it as is.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -45,12 +46,14 @@ class State:
 
     configs: ConfigSet
     draining: bool = False
+    loaded: bool = True
+    """False until the first full list of SidecarConfig objects (``--config-source kubernetes``)."""
 
     @property
     def ready(self) -> bool:
-        # Configs and the certificate are loaded before the listeners open, so readiness is
-        # only lost while shutting down.
-        return not self.draining
+        # Configs and the certificate are loaded before the listeners open (file configs), so
+        # readiness is lost only while shutting down, or missing until the API's configs loaded.
+        return self.loaded and not self.draining
 
 
 _FIELD_MAX = 253
@@ -75,12 +78,16 @@ class WebhookApp:
         self.metrics = metrics
         self.log = log
         self.on_error = on_error
+        self.config_webhook: Callable[[Request], Response] | None = None
+        """``/validate-config``: the validating webhook of SidecarConfig objects (server.configwebhook)."""
 
     # routers, one per port
 
     def webhook(self, request: Request) -> Response:
         if request.path == b"/mutate":
             return self.mutate(request)
+        if request.path == b"/validate-config" and self.config_webhook is not None:
+            return self.config_webhook(request)
         return self._common(request)
 
     def admin(self, request: Request) -> Response:

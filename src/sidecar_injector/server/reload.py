@@ -52,7 +52,7 @@ class ConfigSource:
 class Reloader:
     """Polls ``source`` and ``cert`` every ``interval`` seconds."""
 
-    def __init__(self, state: State, source: ConfigSource, cert: ServingCert, metrics: Metrics,
+    def __init__(self, state: State, source: ConfigSource | None, cert: ServingCert, metrics: Metrics,
                  log: JsonLog, interval: float) -> None:
         self.state = state
         self.source = source
@@ -75,6 +75,8 @@ class Reloader:
 
     def check_config(self) -> bool:
         """Reload the config if it changed; True if a new one is now in force."""
+        if self.source is None:
+            return False  # configs come from the API (server.apisource), which reloads them itself
         fingerprint = configload.fingerprint(self.source.path)  # never raises: errors are hashed in
         if fingerprint in (self.source.fingerprint, self._failed_fingerprint):
             return False

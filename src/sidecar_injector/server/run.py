@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar_injector.core.admission import OnError
-from sidecar_injector.core.config import DEFAULT_PREFIX
+from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import InjectorError
 from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.server.app import State, WebhookApp
+from sidecar_injector.server.configwebhook import config_webhook
 from sidecar_injector.server.http import Connections, HttpProtocol, Limits
 from sidecar_injector.server.logs import JsonLog
 from sidecar_injector.server.metrics import Metrics
@@ -45,7 +46,8 @@ class ListenError(InjectorError):
 
 @dataclass(slots=True)
 class Options:
-    config: str | Path
+    config: str | Path | None
+    """SidecarConfig file or directory; None with ``config_source="kubernetes"``."""
     tls_cert: str
     tls_key: str
     client_ca: str | None = None
@@ -80,6 +82,10 @@ class Options:
     admin: bool = True
     """Serve the metrics port (a worker leaves it to its supervisor)."""
     ready_fd: int | None = None
+    config_source: str = "file"
+    """``file``, ``kubernetes`` (list and watch the SidecarConfig API) or ``both``."""
+    kubeconfig: str | None = None
+    """Credentials for ``kubernetes``/``both``: else ``$KUBECONFIG``, else in-cluster."""
     """A pipe to write one byte to once listening (how a worker tells its supervisor)."""
 
 
@@ -130,14 +136,28 @@ class Server:
         self.options = options
         self.log = log
         self.metrics = Metrics()
-        self.source = ConfigSource(options.config, prefix=options.prefix, kube_version=options.kube_version)
-        # Load everything before listening: a server that listens is a server that is ready.
-        configs = self.source.load()
-        self.metrics.config_loaded(len(configs.configs))
+        self.api_source = None
+        if options.config_source == "file":
+            assert options.config is not None
+            self.source: ConfigSource | None = ConfigSource(
+                options.config, prefix=options.prefix, kube_version=options.kube_version)
+            # Load everything before listening: a server that listens is a server that is ready.
+            configs = self.source.load()
+            self.metrics.config_loaded(len(configs.configs))
+        else:
+            self.source, configs = None, ConfigSet(prefix=options.prefix)  # /readyz 503 until listed
         self.cert = ServingCert(options.tls_cert, options.tls_key, options.client_ca)
         self.metrics.cert_loaded(self.cert.not_after)
-        self.state = State(configs)
+        self.state = State(configs, loaded=self.source is not None)
         self.app = WebhookApp(self.state, self.metrics, log, options.on_error)
+        self.app.config_webhook = config_webhook(options.kube_version, self.metrics, log)
+        if self.source is None:
+            from sidecar_injector.server.apisource import ApiSource  # the API client, only in this mode
+
+            self.api_source = ApiSource(self.state, self.metrics, log, kubeconfig=options.kubeconfig,
+                                        file_path=options.config if options.config_source == "both" else None,
+                                        prefix=options.prefix, kube_version=options.kube_version,
+                                        file_interval=options.reload_interval)
         self.reloader = Reloader(self.state, self.source, self.cert, self.metrics, log,
                                  options.reload_interval)
         caps = (options.max_connections, options.max_connections_per_address)
@@ -179,6 +199,8 @@ class Server:
             self.metrics_port = await self._start_admin()
         self._stopped = asyncio.Event()
         self._tasks = [loop.create_task(self.reloader.run()), loop.create_task(self._sweep())]
+        if self.api_source is not None:
+            self._tasks.append(loop.create_task(self.api_source.run()))
         self.metrics.ready.set(1)
         self.log.info("listening", webhook=f"https://{o.host}:{self.port}/mutate",
                       metrics=f"http://{o.metrics_host or o.host}:{self.metrics_port}/metrics" if o.admin else None,
