@@ -46,6 +46,8 @@ KINDS = (CLUSTER_KIND, NAMESPACED_KIND)
 PLURALS = {CLUSTER_KIND: "clustersidecarconfigs", NAMESPACED_KIND: "sidecarconfigs"}
 SHORT_NAMES = {CLUSTER_KIND: ["cscfg"], NAMESPACED_KIND: ["scfg"]}
 CATEGORIES = ["sidecar-injector"]
+#: The Lease (in the server's namespace) whose holder writes the objects' status.
+LEASE_NAME = "sidecar-injector-status"
 
 _POD_DEFS = "io.k8s.api.core.v1."
 #: Where each Kubernetes fragment of ``spec`` takes its item schema from.

@@ -29,7 +29,7 @@ import httpx2 as httpx
 from sidecar_injector import apiconfig, configload
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import ConfigError
-from sidecar_injector.crd import API_VERSION, CLUSTER_KIND, NAMESPACED_KIND, PLURALS
+from sidecar_injector.crd import API_VERSION, CLUSTER_KIND, LEASE_NAME, NAMESPACED_KIND, PLURALS
 from sidecar_injector.kube.client import Api, ApiError
 from sidecar_injector.kube.leader import LeaderElector
 from sidecar_injector.kube.watch import Log, Reflector
@@ -37,7 +37,6 @@ from sidecar_injector.schema import DEFAULT_KUBE_VERSION, pod_schema
 
 __all__ = ["ApiConfigSource", "desired_status"]
 
-LEASE_NAME = "sidecar-injector-status"
 _FIELD_MANAGER = "sidecar-injector"
 
 
