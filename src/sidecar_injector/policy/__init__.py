@@ -1,0 +1,9 @@
+"""Compiling SidecarConfigs to MutatingAdmissionPolicy (no webhook in the request path).
+
+Pure like :mod:`sidecar_injector.core` (no I/O; enforced by import-linter): a ConfigSet in,
+Kubernetes objects (dicts) and the reasons a config stays webhook-only out. See docs/policy.md.
+"""
+
+from sidecar_injector.policy.compile import CompiledSet, Unsupported, compile_set, unsupported
+
+__all__ = ["CompiledSet", "Unsupported", "compile_set", "unsupported"]
