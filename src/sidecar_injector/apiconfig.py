@@ -18,6 +18,7 @@ webhook and the objects' status.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -118,9 +119,13 @@ def check_object(obj: dict[str, Any], *, schema: PodSchema | None) -> tuple[Entr
     """(entry, []) for a valid API object, else (None, file-free problems)."""
     name = obj.get("metadata", {}).get("name") if isinstance(obj.get("metadata"), dict) else None
     try:
-        return parse_object(obj, _MARK, schema=schema, origin="api"), []
+        entry = parse_object(obj, _MARK, schema=schema, origin="api")
     except ConfigError as e:
         return None, file_free(e, name if isinstance(name, str) else None)
+    kind = NAMESPACED_KIND if entry.namespace else str(obj.get("kind"))
+    # Messages (injection errors, duplicates, explain) name the object, not the marker.
+    config = dataclasses.replace(entry.config, source=describe(kind, entry.config.name, entry.namespace))
+    return dataclasses.replace(entry, config=config), []
 
 
 def build_set(entries: Iterable[Entry], prefix: str = DEFAULT_PREFIX, native_sidecars: bool = True

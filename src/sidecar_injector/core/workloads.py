@@ -91,7 +91,7 @@ def inject_object(
     if not isinstance(pod, dict):
         raise InputError(f"{source}: {kind} {name}: has no pod template at {'.'.join(path)}")
     try:
-        result = inject(pod, ns, configs)
+        result = inject(pod, ns, configs.for_namespace(ns))  # namespaced SidecarConfigs (core.tenancy)
     except InputError as e:
         raise InputError(f"{source}: {kind} {name}: {e}") from None
     except InjectionError as e:  # name the document and the workload: the run goes on past it
