@@ -206,9 +206,40 @@ def _apply_once(
         log.info("%s", reason)
 
     bundle_updated = any(b != the_plan.ca_bundle for b in bundles)
+    # The ValidatingWebhookConfiguration of the same name (SidecarConfig objects), when installed,
+    # gets the same caBundle, written with the mutating one.
+    validating_ref = f"ValidatingWebhookConfiguration {webhook_config}"
+    try:
+        validating_obj: dict[str, Any] | None = _json(
+            admission.read_validating_webhook_configuration(webhook_config, _preload_content=False))
+    except ApiException as e:
+        if e.status not in (403, 404):  # 403: an older install's RBAC, which has no such object
+            raise BootstrapError(f"cannot read {validating_ref}: {_describe(e)}") from None
+        validating_obj = None
+    validating_hooks = (validating_obj or {}).get("webhooks") or []
+    validating_updated = any(
+        _b64decode((w.get("clientConfig") or {}).get("caBundle"), f"{validating_ref} caBundle") != the_plan.ca_bundle
+        for w in validating_hooks)
     secret_updated = any(current[k] != the_plan.secret_data[k] for k in rotation.SECRET_KEYS)
 
+    def write_validating_bundle() -> None:
+        assert validating_obj is not None
+        body = {
+            "metadata": {"resourceVersion": validating_obj["metadata"]["resourceVersion"]},
+            "webhooks": [{"name": w["name"], "clientConfig": {"caBundle": _b64(the_plan.ca_bundle)}}
+                         for w in validating_hooks],
+        }
+        _write(validating_ref, f"the caBundle of {validating_ref}",
+               lambda: admission.patch_validating_webhook_configuration(
+                   webhook_config, body, field_manager=_FIELD_MANAGER, _content_type=_STRATEGIC,
+                   _preload_content=False))
+        log.info("updated the caBundle of %s", validating_ref)
+
     def write_bundle() -> None:
+        if validating_updated:
+            write_validating_bundle()
+        if not bundle_updated:
+            return
         body = {
             "metadata": {"resourceVersion": webhook_obj["metadata"]["resourceVersion"]},
             # webhooks merge by name in a strategic-merge patch: only caBundle changes.
@@ -230,7 +261,7 @@ def _apply_once(
         log.info("updated %s", secret_ref)
 
     writes = []
-    if bundle_updated:
+    if bundle_updated or validating_updated:
         writes.append(write_bundle)
     if secret_updated:
         writes.append(write_secret)

@@ -212,8 +212,9 @@ def service_accounts(opts: ManifestOptions) -> list[Manifest]:
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": _meta(opts, n["sa"], "webhook"),
-            # The webhook server needs no API access at all.
-            "automountServiceAccountToken": False,
+            # The server lists and watches SidecarConfig objects and writes their status
+            # (apimanifests.server_rbac: read-only on configs, status and one Lease).
+            "automountServiceAccountToken": True,
         }
     ]
     if not opts.cert_manager:
@@ -284,7 +285,8 @@ def cert_rbac(opts: ManifestOptions) -> list[Manifest]:
             "rules": [
                 {
                     "apiGroups": ["admissionregistration.k8s.io"],
-                    "resources": ["mutatingwebhookconfigurations"],
+                    # The validating one (SidecarConfig objects) has the same name and caBundle.
+                    "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
                     "resourceNames": [n["webhook"]],
                     "verbs": ["get", "update", "patch"],
                 }
@@ -464,6 +466,9 @@ def serve_args(opts: ManifestOptions) -> list[str]:
         "serve",
         "--config",
         CONFIG_DIR,
+        # The ConfigMap's files and the ClusterSidecarConfig/SidecarConfig objects, merged.
+        "--config-source",
+        "both",
         "--tls-cert",
         f"{TLS_DIR}/tls.crt",
         "--tls-key",
@@ -499,6 +504,11 @@ def deployment(opts: ManifestOptions) -> Manifest:
         "image": opts.image,
         "imagePullPolicy": "IfNotPresent",
         "args": serve_args(opts),
+        # Where its Lease lives, and its identity in it (the status writer's election).
+        "env": [
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
         "ports": [
             {"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
@@ -545,7 +555,7 @@ def deployment(opts: ManifestOptions) -> Manifest:
                 "metadata": {"labels": pod_labels},
                 "spec": {
                     "serviceAccountName": n["sa"],
-                    "automountServiceAccountToken": False,
+                    "automountServiceAccountToken": True,
                     "securityContext": _pod_security_context(),
                     "topologySpreadConstraints": spread,
                     "containers": [container],
@@ -583,7 +593,8 @@ def pod_disruption_budget(opts: ManifestOptions) -> Manifest:
 
 def network_policy(opts: ManifestOptions) -> Manifest:
     # Ingress only on the two ports (from anywhere: the apiserver's source address differs
-    # between clusters); no egress at all, since the server reads only mounted files.
+    # between clusters); egress only to the API server (it watches SidecarConfig objects), by
+    # port: its address differs between clusters too (443 behind the Service, 6443 after DNAT).
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -599,7 +610,7 @@ def network_policy(opts: ManifestOptions) -> Manifest:
                     ]
                 }
             ],
-            "egress": [],
+            "egress": [{"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}],
         },
     }
 
@@ -659,10 +670,30 @@ def webhook_configuration(opts: ManifestOptions) -> Manifest:
     }
 
 
+def _api_objects(opts: ManifestOptions) -> dict[str, Any]:
+    """The SidecarConfig API's objects (sidecar_injector.apimanifests): CRDs, RBAC, the validating
+    webhook configuration (same name and caBundle handling as the mutating one)."""
+    from sidecar_injector import apimanifests
+
+    n = _names(opts)
+    labels = _labels(opts, "webhook")
+    annotations = ({"cert-manager.io/inject-ca-from": f"{opts.namespace}/{n['secret']}"}
+                   if opts.cert_manager else None)
+    return {
+        "crds": apimanifests.custom_resource_definitions(_labels(opts)),
+        "rbac": [*apimanifests.server_rbac(opts.name, opts.namespace, n["sa"], labels),
+                 *apimanifests.aggregated_roles(opts.name, _labels(opts))],
+        "webhook": apimanifests.validating_webhook_configuration(n["webhook"], opts.namespace, n["service"],
+                                                                 labels, annotations),
+    }
+
+
 def render(opts: ManifestOptions) -> list[Manifest]:
     """Every object of an install, in apply order."""
     _check(opts)
-    objects: list[Manifest] = [namespace(opts), *service_accounts(opts), config_map(opts)]
+    api = _api_objects(opts)
+    objects: list[Manifest] = [*api["crds"], namespace(opts), *service_accounts(opts), *api["rbac"],
+                               config_map(opts)]
     if opts.cert_manager:
         objects += cert_manager_resources(opts)
     else:
@@ -673,6 +704,7 @@ def render(opts: ManifestOptions) -> list[Manifest]:
         pod_disruption_budget(opts),
         network_policy(opts),
         webhook_configuration(opts),
+        api["webhook"],
     ]
     if not opts.cert_manager:
         objects += [cert_network_policy(opts), *cert_jobs(opts)]

@@ -84,7 +84,8 @@ def test_cert_manager_resources_by_structure() -> None:
     mwc = one(objects, "MutatingWebhookConfiguration")
     assert mwc["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": f"{NS}/sidecar-injector-tls"}
     # No bootstrap machinery alongside cert-manager.
-    assert not by_kind(objects, "Job") and not by_kind(objects, "Secret") and not by_kind(objects, "Role")
+    assert not by_kind(objects, "Job") and not by_kind(objects, "Secret")
+    assert [r["metadata"]["name"] for r in by_kind(objects, "Role")] == ["sidecar-injector-server"]  # its Lease
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -180,7 +181,7 @@ def test_deployment_runs_the_server_as_documented() -> None:
     assert spec["replicas"] == 2
     assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = spec["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is True  # it watches SidecarConfig objects
     assert {t["topologyKey"] for t in pod["topologySpreadConstraints"]} >= {"kubernetes.io/hostname"}
     [c] = pod["containers"]
     assert c["image"] == "reg.example/si:1.0"
@@ -188,6 +189,8 @@ def test_deployment_runs_the_server_as_documented() -> None:
         "serve",
         "--config",
         "/etc/sidecar-injector/config",
+        "--config-source",
+        "both",
         "--tls-cert",
         "/etc/sidecar-injector/tls/tls.crt",
         "--tls-key",
@@ -221,7 +224,8 @@ def test_deployment_runs_the_server_as_documented() -> None:
 
 def test_certificate_job_rbac_is_one_secret_and_one_webhook_configuration() -> None:
     objects = render()
-    role, cluster_role = one(objects, "Role"), one(objects, "ClusterRole")
+    [role] = [r for r in by_kind(objects, "Role") if r["metadata"]["name"] == "sidecar-injector-certs"]
+    [cluster_role] = [r for r in by_kind(objects, "ClusterRole") if r["metadata"]["name"] == "sidecar-injector-certs"]
     assert role["rules"] == [
         {
             "apiGroups": [""],
@@ -233,7 +237,7 @@ def test_certificate_job_rbac_is_one_secret_and_one_webhook_configuration() -> N
     assert cluster_role["rules"] == [
         {
             "apiGroups": ["admissionregistration.k8s.io"],
-            "resources": ["mutatingwebhookconfigurations"],
+            "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
             "resourceNames": [one(objects, "MutatingWebhookConfiguration")["metadata"]["name"]],
             "verbs": ["get", "update", "patch"],
         }
@@ -258,9 +262,11 @@ def test_certificate_job_rbac_is_one_secret_and_one_webhook_configuration() -> N
             "sidecar-injector",
         ]
     names = [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
-    # Apply order: the namespace first; the Job after what it patches.
-    assert names[0] == f"Namespace/{NS}"
+    # Apply order: the CRDs (cluster-wide, no namespace needed), then the namespace first of the
+    # rest; the Job after what it patches.
+    assert names[2] == f"Namespace/{NS}"
     assert names.index("Job/sidecar-injector-certs") > names.index("MutatingWebhookConfiguration/sidecar-injector")
+    assert names.index("Job/sidecar-injector-certs") > names.index("ValidatingWebhookConfiguration/sidecar-injector")
 
 
 def test_config_map_embeds_the_raw_files(tmp_path: Path) -> None:
@@ -372,3 +378,35 @@ def test_the_commands_in_the_manifests_are_ones_the_cli_accepts() -> None:
         "sidecar-injector-tls",
         "sidecar-injector",
     )
+
+
+def test_sidecarconfig_api_objects() -> None:
+    """Issue 10: the CRDs, the validating webhook (Fail, the two kinds only, same name and caBundle
+    handling as the mutating one), the server's RBAC and the aggregated roles."""
+    objects = render()
+    crds = by_kind(objects, "CustomResourceDefinition")
+    assert [c["metadata"]["name"] for c in crds] == ["clustersidecarconfigs.sidecar-injector.io",
+                                                     "sidecarconfigs.sidecar-injector.io"]
+    assert objects[:2] == crds  # before anything that could create such objects
+    [vwc] = by_kind(objects, "ValidatingWebhookConfiguration")
+    [hook] = vwc["webhooks"]
+    assert vwc["metadata"]["name"] == one(objects, "MutatingWebhookConfiguration")["metadata"]["name"]
+    assert hook["failurePolicy"] == "Fail" and hook["clientConfig"]["service"]["path"] == "/validate-config"
+    assert hook["rules"] == [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["sidecar-injector.io"],
+                              "apiVersions": ["v1alpha1"], "resources": ["clustersidecarconfigs", "sidecarconfigs"],
+                              "scope": "*"}]
+    roles = {r["metadata"]["name"]: r for r in by_kind(objects, "ClusterRole")}
+    server = roles["sidecar-injector-server"]["rules"]
+    assert {v for r in server for v in r["verbs"]} <= {"get", "list", "watch", "update", "patch"}
+    assert all(res.endswith("/status") for r in server if "patch" in r["verbs"] for res in r["resources"])
+    edit = roles["sidecar-injector-sidecarconfigs-edit"]
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit["rules"][0]["resources"] == ["sidecarconfigs"]  # never the cluster kind
+    assert not any("clustersidecarconfigs" in res for r in roles.values()
+                   if any(k.startswith("rbac.authorization.k8s.io/aggregate") for k in r["metadata"]["labels"])
+                   for rule in r["rules"] for res in rule["resources"])
+    env = {e["name"] for e in one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env == {"POD_NAMESPACE", "POD_NAME"}
+    cm = render(cert_manager=True)
+    [vwc] = by_kind(cm, "ValidatingWebhookConfiguration")
+    assert vwc["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": f"{NS}/sidecar-injector-tls"}
