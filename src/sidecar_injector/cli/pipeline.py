@@ -68,7 +68,7 @@ def inject_sources(sources: list[Source], configs: ConfigSet, namespace: str | N
     run = Run()
     for source in sources:
         rw = Rewrite(source)
-        for doc in documents(source):
+        for doc in documents(source, convert_all):
             if not has_pods(doc.kind):
                 run.docs.append(DocResult(doc, doc.value() if convert_all else None))
                 continue
@@ -83,7 +83,7 @@ def inject_sources(sources: list[Source], configs: ConfigSet, namespace: str | N
             if changed:
                 try:
                     edits = [e for p in changed
-                             for e in insertions(source.text, doc.root, p.path, [dict(o) for o in p.result.patch],
+                             for e in insertions(doc.text, doc.root, p.path, [dict(o) for o in p.result.patch],
                                                p.result.pod)]
                 except Unsupported as e:
                     rw.edit(doc, None, new_doc, str(e))
@@ -100,7 +100,7 @@ def uninject_sources(sources: list[Source], status_key: str, convert_all: bool) 
     run = Run()
     for source in sources:
         rw = Rewrite(source)
-        for doc in documents(source):
+        for doc in documents(source, convert_all):
             if not has_pods(doc.kind):
                 run.docs.append(DocResult(doc, doc.value() if convert_all else None))
                 continue
@@ -118,7 +118,7 @@ def uninject_sources(sources: list[Source], status_key: str, convert_all: bool) 
             for path, u in found:
                 new_doc = _set_in(new_doc, path, u.pod)
             try:
-                edits = [e for path, u in found for e in removals(source.text, doc.root, path, u.edits)]
+                edits = [e for path, u in found for e in removals(doc.text, doc.root, path, u.edits)]
             except Unsupported as e:
                 rw.edit(doc, None, new_doc, str(e))
             else:

@@ -135,6 +135,23 @@ def sequence_items(items: list[Any], indent: int, style: Style) -> list[str]:
     return lines
 
 
+_CACHE: dict[tuple[bytes, bool, int, int, int], list[str]] = {}
+
+
+def cached_lines(items: Any, indent: int, style: Style) -> list[str]:
+    """``mapping_entries`` (``items`` a list of pairs) or ``sequence_items`` (a list of values),
+    memoised: the same sidecars are written into every pod of a stream."""
+    pairs = bool(items) and isinstance(items[0], tuple)
+    key = (orjson.dumps(items), pairs, indent, style.step, style.seq_indent)
+    lines = _CACHE.get(key)
+    if lines is None:
+        lines = mapping_entries(items, indent, style) if pairs else sequence_items(items, indent, style)
+        if len(_CACHE) > 4096:
+            _CACHE.clear()
+        _CACHE[key] = lines
+    return lines
+
+
 def document(value: Any, style: Style | None = None) -> str:
     """A whole document in block style (used when a document cannot be edited in place)."""
     style = style or Style()

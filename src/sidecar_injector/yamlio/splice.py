@@ -327,9 +327,9 @@ def _replace_value(doc: _Doc, node: MappingNode, key: str, new: Any, edits: list
     if emit.is_block(new):
         col = doc.column(k.start_mark.index)
         if isinstance(new, dict):
-            lines = emit.mapping_entries(list(new.items()), col + doc.style.step, doc.style)
+            lines = emit.cached_lines(list(new.items()), col + doc.style.step, doc.style)
         else:
-            lines = emit.sequence_items(new, col + doc.style.seq_indent, doc.style)
+            lines = emit.cached_lines(new, col + doc.style.seq_indent, doc.style)
         text = doc.newline + doc.newline.join(lines)
     else:
         text = " " + emit.scalar(new)
@@ -348,7 +348,7 @@ def _add_keys(doc: _Doc, node: MappingNode, items: list[tuple[str, Any]], edits:
         return
     col = doc.column(node.value[0][0].start_mark.index)
     at = doc.block_end(node)
-    edits.append(TextEdit(at, at, doc.lines(emit.mapping_entries(items, col, doc.style), at), depth))
+    edits.append(TextEdit(at, at, doc.lines(emit.cached_lines(items, col, doc.style), at), depth))
 
 
 def _add_items(doc: _Doc, node: SequenceNode, slots: list[int | None], value: list[Any],
@@ -380,7 +380,7 @@ def _add_items(doc: _Doc, node: SequenceNode, slots: list[int | None], value: li
     if col is None:
         raise Unsupported("a sequence item whose dash is not alone on its line")
     for before, items in runs:
-        lines = emit.sequence_items(items, col, doc.style)
+        lines = emit.cached_lines(items, col, doc.style)
         if before is not None:
             at = doc.line_start(doc.dash_pos(node.value[before]))
         else:
