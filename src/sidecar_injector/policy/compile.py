@@ -419,10 +419,17 @@ class _Gen:
                                ("env", (app.get("env"), "name"))):
             if var is None:
                 continue
-            lacking = f"{var}.filter(m, !c.?{key}.orValue([]).exists(x, x.{by} == m.{by}))"
-            ops.append(f"{spec}.containers.filter(c, {lacking}.size() > 0).map(c, JSONPatch{{op: 'add', "
-                       f"path: '/spec/containers/' + string({spec}.containers.map(x, x.name).indexOf(c.name)) + "
-                       f"'/{key}', value: c.?{key}.orValue([]) + {lacking}}})")
+            idx = f"string({spec}.containers.map(x, x.name).indexOf(c.name))"
+            # A container without the list gets it whole; one with it gets each item appended
+            # (the pod's own items are typed objects, which a patch value cannot carry).
+            ops.append(f"{spec}.containers.filter(c, !has(c.{key}) && {var}.size() > 0).map(c, JSONPatch{{op: 'add', "
+                       f"path: '/spec/containers/' + {idx} + '/{key}', value: {var}}})")
+            total = sum(len(p[key]) for p in self.parts)
+            for k in range(total):
+                item = f"{var}[{k}]"
+                ops.append(f"({var}.size() > {k} ? {spec}.containers.filter(c, has(c.{key}) && "
+                           f"!c.{key}.exists(x, x.{by} == {item}.{by})).map(c, JSONPatch{{op: 'add', "
+                           f"path: '/spec/containers/' + {idx} + '/{key}/-', value: {item}}}) : [])")
         ops.append(f"({v_inits}.size() == 0 ? [] : !has({spec}.initContainers) ? "
                    f"[{_patch('/spec/initContainers', v_inits)}] : "
                    f"{v_inits}.map(c, JSONPatch{{op: 'add', path: '/spec/initContainers/' + "
