@@ -9,7 +9,9 @@ in force on BOTH replicas are measured by posting reviews to each replica direct
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -257,6 +259,60 @@ def test_status_conditions_and_a_single_writer(env: Env) -> None:
     _wait_status(lambda: env.objects.get_namespaced_custom_object(G, V, env.ns_a, "sidecarconfigs", "tracer"), ready)
     writes = [s.status_writes() for s in env.servers]
     assert sorted(writes)[0] == 0 and sorted(writes)[1] > 0, writes  # exactly one replica writes
+
+
+def kubectl(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(env.cp.kubeconfig), *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kubectl_get_and_explain(env: Env) -> None:
+    got = kubectl(env, "get", "sidecarconfigs", "-A")
+    assert got.returncode == 0, got.stderr
+    header, *rows = got.stdout.splitlines()
+    assert header.split()[:4] == ["NAMESPACE", "NAME", "DEFAULT", "READY"], header
+    assert any(r.split()[:4] == [env.ns_a, "tracer", "true", "True"] for r in rows), got.stdout
+    explained = kubectl(env, "explain", "sidecarconfig.spec.containers")
+    assert explained.returncode == 0 and "imagePullPolicy" in explained.stdout, explained.stderr
+    assert kubectl(env, "get", "sidecar-injector", "-A").returncode == 0  # the category
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_shipped_rbac_tenants_and_server(env: Env) -> None:
+    rbac = kubernetes.client.RbacAuthorizationV1Api(env.client)
+    for role in apimanifests.aggregated_roles("sidecar-injector", {}):
+        rbac.create_cluster_role(role)
+    for obj in apimanifests.server_rbac("sidecar-injector", "default", "sidecar-injector", {}):
+        if obj["kind"] == "ClusterRole":
+            rbac.create_cluster_role(obj)
+        elif obj["kind"] == "ClusterRoleBinding":
+            rbac.create_cluster_role_binding(obj)
+        elif obj["kind"] == "Role":
+            rbac.create_namespaced_role("default", obj)
+        else:
+            rbac.create_namespaced_role_binding("default", obj)
+    rbac.create_namespaced_role_binding(env.ns_a, {
+        "metadata": {"name": "alice-edit"}, "subjects": [{"kind": "User", "name": "alice"}],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}})
+
+    def can(user: str, *args: str) -> bool:
+        return kubectl(env, "auth", "can-i", *args, "--as", user).returncode == 0
+
+    deadline = time.monotonic() + 30  # the aggregation controller fills `edit`
+    while not can("alice", "create", "sidecarconfigs.sidecar-injector.io", "-n", env.ns_a):
+        assert time.monotonic() < deadline, "edit did not aggregate SidecarConfig"
+        time.sleep(0.2)
+    assert not can("alice", "create", "sidecarconfigs.sidecar-injector.io", "-n", env.ns_b)
+    assert not can("alice", "create", "clustersidecarconfigs.sidecar-injector.io")
+    sa = "system:serviceaccount:default:sidecar-injector"
+    assert can(sa, "watch", "clustersidecarconfigs.sidecar-injector.io")
+    assert can(sa, "list", "sidecarconfigs.sidecar-injector.io", "-A")
+    assert can(sa, "patch", "sidecarconfigs.sidecar-injector.io", "--subresource", "status", "-n", env.ns_a)
+    assert not can(sa, "patch", "sidecarconfigs.sidecar-injector.io", "-n", env.ns_a)
+    assert not can(sa, "create", "clustersidecarconfigs.sidecar-injector.io")
+    assert can(sa, "update", "leases.coordination.k8s.io/sidecar-injector-status", "-n", "default")
+    assert not can(sa, "update", "leases.coordination.k8s.io/other", "-n", "default")
 
 
 def test_an_invalid_generation_that_bypassed_the_webhook_keeps_the_last_good_one(env: Env) -> None:
