@@ -9,6 +9,9 @@ become strings (``on:`` is the key ``"true"``, ``1:`` the key ``"1"``); a duplic
 last value wins. PyYAML's YAML 1.1 resolvers differ on all of these, so only its parser
 (libyaml, in C) is used here: the values are resolved by :func:`resolve_plain`.
 
+Known difference: a plain scalar with the non-specific tag ``!`` (``! 12``) is resolved by
+value here (libyaml does not tell it apart from an untagged one); go-yaml keeps it a string.
+
 The parse keeps the node tree with character offsets (libyaml's marks), which
 :mod:`~sidecar_injector.yamlio.splice` uses to write changes into the original text.
 """
