@@ -82,6 +82,8 @@ SHAPED_PATHS = [
     ("spec",), ("spec", "containers"), ("spec", "containers", "*"), ("spec", "containers", "*", "name"),
     ("spec", "containers", "*", "volumeMounts"), ("spec", "containers", "*", "volumeMounts", "*"),
     ("spec", "containers", "*", "volumeMounts", "*", "mountPath"),
+    ("spec", "containers", "*", "volumeMounts", "*", "name"), ("spec", "containers", "*", "ports"),
+    ("spec", "containers", "*", "ports", "*"), ("spec", "containers", "*", "ports", "*", "hostPort"),
     ("spec", "containers", "*", "env"), ("spec", "containers", "*", "env", "*"),
     ("spec", "containers", "*", "env", "*", "name"),
     ("spec", "initContainers"), ("spec", "initContainers", "*"), ("spec", "initContainers", "*", "name"),

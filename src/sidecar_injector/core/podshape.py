@@ -16,8 +16,9 @@ Rules (``null`` counts as absent everywhere, as Go's decoder treats it):
 - ``spec`` an object; ``containers``, ``initContainers``, ``volumes``, ``imagePullSecrets``
   lists of objects whose ``name`` is a string;
 - in each of ``spec.containers`` and ``spec.initContainers``: ``volumeMounts`` a list of
-  objects whose ``mountPath`` is a string, ``env`` a list of objects whose ``name`` is a
-  string.
+  objects whose ``mountPath`` and ``name`` are strings, ``env`` a list of objects whose
+  ``name`` is a string, ``ports`` a list of objects (host ports are compared with the
+  sidecars').
 
 :mod:`core.skeleton` declares exactly these types to msgspec, so a review its partial
 decode accepts always passes this check (a property test holds the two together), and
@@ -63,16 +64,17 @@ def _string(obj: dict[str, Any], key: str, where: str) -> None:
         raise InputError(f"{where}.{key} is a {_what(value)}, not a string")
 
 
-def _items(items: list[Any] | None, where: str, key: str) -> None:
-    """A list of objects whose ``key`` (a name or mount path) is a string."""
+def _items(items: list[Any] | None, where: str, *keys: str) -> None:
+    """A list of objects whose ``keys`` (a name, a mount path) are strings."""
     if not items:
         return
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise InputError(f"{where}[{i}] is a {_what(item)}, not an object")
-        value = item.get(key)
-        if value is not None and not isinstance(value, str):
-            raise InputError(f"{where}[{i}].{key} is a {_what(value)}, not a string")
+        for key in keys:
+            value = item.get(key)
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"{where}[{i}].{key} is a {_what(value)}, not a string")
 
 
 def check(pod: dict[str, Any]) -> None:
@@ -100,7 +102,14 @@ def check(pod: dict[str, Any]) -> None:
         if items:
             for i, c in enumerate(items):
                 at = f"{where}[{i}]"
-                _items(_list(c.get("volumeMounts"), f"{at}.volumeMounts"), f"{at}.volumeMounts", "mountPath")
+                _items(_list(c.get("volumeMounts"), f"{at}.volumeMounts"), f"{at}.volumeMounts", "mountPath", "name")
                 _items(_list(c.get("env"), f"{at}.env"), f"{at}.env", "name")
+                ports = _list(c.get("ports"), f"{at}.ports")
+                _items(ports, f"{at}.ports", "protocol", "hostIP")
+                for j, port in enumerate(ports or ()):
+                    for key in ("hostPort", "containerPort"):
+                        value = port.get(key)
+                        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                            raise InputError(f"{at}.ports[{j}].{key} is a {_what(value)}, not an integer")
     for key in ("volumes", "imagePullSecrets"):
         _items(_list(spec.get(key), f"spec.{key}"), f"spec.{key}", "name")

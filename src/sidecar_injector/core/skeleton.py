@@ -38,12 +38,21 @@ class _Named(TypedDict, total=False):
 
 class _Mount(TypedDict, total=False):
     mountPath: str | None
+    name: str | None
+
+
+class _Port(TypedDict, total=False):
+    hostPort: int | None
+    containerPort: int | None
+    protocol: str | None
+    hostIP: str | None
 
 
 class _Container(TypedDict, total=False):
     name: str | None
     volumeMounts: list[_Mount] | None
     env: list[_Named] | None
+    ports: list[_Port] | None
 
 
 class _Spec(TypedDict, total=False):
