@@ -392,6 +392,7 @@ def removals(text: str, root: Node, base: tuple[str | int, ...], data_edits: lis
     """The text edits that remove (or set back to empty) what ``data_edits`` name."""
     doc = _Doc(text, root)
     out: list[TextEdit] = []
+    flow_runs: dict[int, tuple[Node, set[int]]] = {}
     for e in data_edits:
         path = (*base, *e.path)
         parent = _locate(root, path[:-1])
@@ -409,41 +410,55 @@ def removals(text: str, root: Node, base: tuple[str | int, ...], data_edits: lis
                     end = doc.last_leaf_end(v)
                     out.append(TextEdit(start, end, "" if e.value is None else " " + text_, 0))
                 continue
-            out.append(_remove_entry(doc, parent, idx, k, doc.last_leaf_end(v) if not parent.flow_style
-                                     else v.end_mark.index))
+            if parent.flow_style:
+                flow_runs.setdefault(id(parent), (parent, set()))[1].add(idx)
+                continue
+            start = doc.line_start(k.start_mark.index)
+            if doc.text[start:k.start_mark.index].strip(" "):
+                raise Unsupported("a key that does not start its line")
+            out.append(TextEdit(start, doc.block_end(v), "", 0))
         elif isinstance(parent, SequenceNode):
             assert isinstance(last, int)
-            item = parent.value[last]
             if parent.flow_style:
-                seq = parent.value
-                out.append(_remove_flow(seq, last, item.start_mark.index, item.end_mark.index,
-                                        lambda i, seq=seq: seq[i].start_mark.index,
-                                        lambda i, seq=seq: seq[i].end_mark.index))
-            else:
-                start = doc.line_start(doc.dash_pos(item))
-                out.append(TextEdit(start, doc.block_end(item), "", 0))
+                flow_runs.setdefault(id(parent), (parent, set()))[1].add(last)
+                continue
+            item = parent.value[last]
+            start = doc.line_start(doc.dash_pos(item))
+            out.append(TextEdit(start, doc.block_end(item), "", 0))
         else:
             raise Unsupported("removal under a scalar")
+    for node, gone in flow_runs.values():
+        out.extend(_flow_removals(node, gone))
     return out
 
 
-def _remove_entry(doc: _Doc, parent: MappingNode, idx: int, k: Node, end: int) -> TextEdit:
-    if parent.flow_style:
-        return _remove_flow(parent.value, idx, k.start_mark.index, end,
-                            lambda i: parent.value[i][0].start_mark.index,
-                            lambda i: parent.value[i][1].end_mark.index)
-    start = doc.line_start(k.start_mark.index)
-    if doc.text[start:k.start_mark.index].strip(" "):
-        raise Unsupported("a key that does not start its line")
-    return TextEdit(start, doc.line_end_after(end), "", 0)
-
-
-def _remove_flow(items: list[Any], idx: int, start: int, end: int, start_of: Any, end_of: Any) -> TextEdit:
-    if idx + 1 < len(items):
-        return TextEdit(start, start_of(idx + 1), "", 0)
-    if idx > 0:
-        return TextEdit(end_of(idx - 1), end, "", 0)
-    return TextEdit(start, end, "", 0)
+def _flow_removals(node: Node, gone: set[int]) -> list[TextEdit]:
+    """Remove the items ``gone`` of a flow collection, with their commas: each run of removed
+    items up to the next kept one, or (a run at the end) from the previous kept one's end."""
+    if isinstance(node, MappingNode):
+        starts = [k.start_mark.index for k, _ in node.value]
+        ends = [v.end_mark.index for _, v in node.value]
+    else:
+        starts = [i.start_mark.index for i in node.value]
+        ends = [i.end_mark.index for i in node.value]
+    n = len(starts)
+    out: list[TextEdit] = []
+    i = 0
+    while i < n:
+        if i not in gone:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and j + 1 in gone:
+            j += 1
+        if j + 1 < n:
+            out.append(TextEdit(starts[i], starts[j + 1], "", 0))
+        elif i > 0:
+            out.append(TextEdit(ends[i - 1], ends[j], "", 0))
+        else:
+            out.append(TextEdit(starts[i], ends[j], "", 0))
+        i = j + 1
+    return out
 
 
 def check(new_text: str, expected: Any) -> bool:
