@@ -154,7 +154,7 @@ def test_filename_directories_in_name_order_and_recursive(tmp_path: Path) -> Non
     assert [x["metadata"]["name"] for x in yaml.safe_load_all(r.stdout)] == ["a", "b", "c"]
     r = cli("inject", "-R", "-f", str(d), "-c", str(SEED))
     assert [x["metadata"]["name"] for x in yaml.safe_load_all(r.stdout)] == ["a", "b", "c", "d"]
-    json_pod = [x for x in yaml.safe_load_all(r.stdout) if x["metadata"]["name"] == "c"][0]
+    json_pod = next(x for x in yaml.safe_load_all(r.stdout) if x["metadata"]["name"] == "c")
     assert [c["name"] for c in json_pod["spec"]["containers"]] == ["app", "sidecar"]
     empty = tmp_path / "empty"
     empty.mkdir()
