@@ -16,7 +16,7 @@ from sidecar_injector import __version__
 from sidecar_injector.core.errors import InjectorError
 
 # Subcommand modules, in the order `--help` lists them.
-_SUBCOMMANDS = ("offline", "serve", "certs", "manifests", "policy")
+_SUBCOMMANDS = ("offline", "serve", "certs", "manifests", "policy", "status", "rollout")
 
 
 def build_parser() -> argparse.ArgumentParser:

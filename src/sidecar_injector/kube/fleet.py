@@ -1,0 +1,274 @@
+"""The fleet view, cluster side: read the pods, their owners and namespaces, the webhook's
+``namespaceSelector`` and the configs; classify with :mod:`sidecar_injector.core.fleet`; and
+restart workloads the way ``kubectl rollout restart`` does, one bounded group at a time.
+
+Reading needs only ``get``/``list`` (pods, namespaces, replicasets, jobs, the workload kinds,
+mutatingwebhookconfigurations, both SidecarConfig kinds); :func:`rollout` needs ``patch`` on
+Deployments, StatefulSets and DaemonSets in addition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar_injector import apiconfig
+from sidecar_injector.core import fleet
+from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
+from sidecar_injector.core.errors import ConfigError, InjectorError
+from sidecar_injector.core.selector import LabelSelector, parse_selector
+from sidecar_injector.crd import API_VERSION, CLUSTER_KIND, NAMESPACED_KIND, PLURALS
+from sidecar_injector.kube.client import Api, ApiError
+from sidecar_injector.schema import DEFAULT_KUBE_VERSION, pod_schema
+
+__all__ = ["FleetError", "PodReport", "Scan", "cluster_configs", "rollout", "scan"]
+
+_PAGE = "500"
+
+#: API path of each workload kind.
+_WORKLOAD_PATHS = {
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets/{name}",
+    "DaemonSet": "/apis/apps/v1/namespaces/{ns}/daemonsets/{name}",
+    "ReplicaSet": "/apis/apps/v1/namespaces/{ns}/replicasets/{name}",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
+    "CronJob": "/apis/batch/v1/namespaces/{ns}/cronjobs/{name}",
+}
+
+
+class FleetError(InjectorError):
+    """The cluster could not be read (permissions, no configs, unreachable)."""
+
+
+async def list_all(api: Api, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every item of a list, page by page."""
+    items: list[dict[str, Any]] = []
+    query = {"limit": _PAGE, **(params or {})}
+    while True:
+        body = await api.get(path, query)
+        items.extend(i for i in body.get("items") or [] if isinstance(i, dict))
+        cont = (body.get("metadata") or {}).get("continue")
+        if not cont:
+            return items
+        query = {**query, "continue": cont}
+
+
+def _scoped(group_path: str, resource: str, namespace: str | None) -> str:
+    return f"{group_path}/namespaces/{namespace}/{resource}" if namespace else f"{group_path}/{resource}"
+
+
+async def cluster_configs(api: Api, prefix: str = DEFAULT_PREFIX,
+                          kube_version: str = DEFAULT_KUBE_VERSION) -> tuple[ConfigSet, list[str]]:
+    """The ConfigSet of the cluster's ClusterSidecarConfig and SidecarConfig objects, as the
+    server builds it, and a note per object left out (invalid, duplicate)."""
+    schema = pod_schema(kube_version)
+    objects: list[dict[str, Any]] = []
+    for kind in (CLUSTER_KIND, NAMESPACED_KIND):
+        try:
+            got = await list_all(api, f"/apis/{API_VERSION}/{PLURALS[kind]}")
+        except ApiError as e:
+            if e.code == 404:
+                raise FleetError("the cluster has no SidecarConfig API (CRDs not installed): pass the configs "
+                                 "with -c") from None
+            raise FleetError(f"cannot list {PLURALS[kind]}: {e}") from None
+        got.sort(key=lambda o: ((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {})["name"]))
+        objects += got
+    notes: list[str] = []
+    entries = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        entry, problems = apiconfig.check_object(obj, schema=schema)
+        if entry is None:
+            notes.append(f"{apiconfig.describe(str(obj.get('kind')), str(meta.get('name')), meta.get('namespace'))} "
+                         f"is invalid and ignored: {'; '.join(problems)[:300]}")
+            continue
+        entries.append(entry)
+    if not entries:
+        raise FleetError("no valid SidecarConfig objects in the cluster: pass the configs with -c")
+    configs, dups = apiconfig.build_set(entries, prefix, schema.native_sidecars)
+    notes += [f"{k} ignored: {v}" for k, v in dups.items()]
+    return configs, notes
+
+
+@dataclass(frozen=True, slots=True)
+class PodReport:
+    namespace: str
+    name: str
+    owner: fleet.Owner
+    state: fleet.PodState
+
+    def as_json(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "name": self.name,
+                "owner": {"kind": self.owner.kind, "name": self.owner.name},
+                "state": self.state.state, "configs": self.state.by_config, "detail": self.state.detail}
+
+
+@dataclass
+class Scan:
+    pods: list[PodReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    opted_out_workloads: set[fleet.Owner] = field(default_factory=set)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return fleet.summary(p.state.state for p in self.pods)
+
+
+async def webhook_selector(api: Api, name: str) -> tuple[LabelSelector | None, bool, str]:
+    """(namespaceSelector of the injection webhook, found, note). A selector that does not
+    parse, or a configuration that is not found, selects every namespace (with a note)."""
+    try:
+        body = await api.get(f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}")
+    except ApiError as e:
+        if e.code in (403, 404):
+            what = "not found" if e.code == 404 else "not readable"
+            return None, False, (f"MutatingWebhookConfiguration {name} {what}: every namespace is judged as "
+                                 "selected (--webhook-config NAME to name it)")
+        raise
+    hooks = [h for h in body.get("webhooks") or [] if isinstance(h, dict)]
+    if not hooks:
+        return None, True, f"MutatingWebhookConfiguration {name} has no webhooks"
+    try:
+        return parse_selector(hooks[0].get("namespaceSelector"), "namespaceSelector"), True, ""
+    except ConfigError as e:
+        return None, True, f"MutatingWebhookConfiguration {name}: {e}; every namespace judged as selected"
+
+
+async def scan(api: Api, configs: ConfigSet, *, namespace: str | None, selector: str | None,
+               webhook_config: str) -> Scan:
+    """Classify every pod in scope (``namespace`` None: all). Read-only."""
+    out = Scan()
+    ns_selector, _, note = await webhook_selector(api, webhook_config)
+    if note:
+        out.notes.append(note)
+    params = {"labelSelector": selector} if selector else {}
+    pods = await list_all(api, _scoped("/api/v1", "pods", namespace), params)
+    # Owners one level up: ReplicaSets (-> Deployment) and Jobs (-> CronJob), listed once.
+    parents: dict[tuple[str, str, str], dict[str, Any]] = {}
+    need = {ref[0] for p in pods if (ref := fleet.controller_of(p)) is not None}
+    for kind, group, resource in (("ReplicaSet", "/apis/apps/v1", "replicasets"), ("Job", "/apis/batch/v1", "jobs")):
+        if kind not in need:
+            continue
+        for obj in await list_all(api, _scoped(group, resource, namespace)):
+            m = obj.get("metadata") or {}
+            parents[(str(m.get("namespace")), kind, str(m.get("name")))] = obj
+    ns_labels: dict[str, dict[str, str]] = {}
+    if ns_selector is not None:
+        if namespace:
+            ns_obj = await api.get(f"/api/v1/namespaces/{namespace}")
+            ns_labels[namespace] = (ns_obj.get("metadata") or {}).get("labels") or {}
+        else:
+            for ns_obj in await list_all(api, "/api/v1/namespaces"):
+                m = ns_obj.get("metadata") or {}
+                ns_labels[str(m.get("name"))] = m.get("labels") or {}
+    for p in pods:
+        m = p.get("metadata") or {}
+        if m.get("deletionTimestamp") or (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue  # going away, or finished: nothing runs with these sidecars
+        ns, name = str(m.get("namespace") or ""), str(m.get("name") or "")
+        selected = ns_selector is None or ns_selector.matches(ns_labels.get(ns, {}))
+        state = fleet.classify(p, ns, configs, namespace_selected=selected,
+                               selection_note=f"namespace {ns} is not selected by the webhook's namespaceSelector "
+                                              f"({ns_selector.describe() if ns_selector else ''}): never injected")
+        out.pods.append(PodReport(ns, name, fleet.owner_of(p, parents), state))
+    out.pods.sort(key=lambda r: (r.namespace, r.owner.kind, r.owner.name, r.name))
+    return out
+
+
+# ---- rollout ----------------------------------------------------------------------------------
+
+def _path(owner: fleet.Owner) -> str:
+    return _WORKLOAD_PATHS[owner.kind].format(ns=owner.namespace, name=owner.name)
+
+
+async def workload_opted_out(api: Api, owner: fleet.Owner, inject_key: str) -> bool:
+    """The workload object itself carries ``inject: "false"`` (label or annotation)."""
+    if owner.kind not in fleet.RESTARTABLE:
+        return False
+    try:
+        obj = await api.get(_path(owner))
+    except ApiError as e:
+        if e.code == 404:
+            return False
+        raise
+    meta = obj.get("metadata") or {}
+    for values in (meta.get("annotations") or {}, meta.get("labels") or {}):
+        v = values.get(inject_key)
+        if isinstance(v, str) and v.strip().lower() == "false":
+            return True
+    return False
+
+
+@dataclass
+class RolloutResult:
+    done: list[fleet.Owner] = field(default_factory=list)
+    failed: list[tuple[fleet.Owner, str]] = field(default_factory=list)
+    not_started: list[fleet.Owner] = field(default_factory=list)
+
+
+async def restart(api: Api, owner: fleet.Owner, now: str | None = None) -> dict[str, Any]:
+    stamp = now or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return await api.request("PATCH", _path(owner), body=fleet.restart_patch(stamp),
+                             content_type="application/strategic-merge-patch+json",
+                             params={"fieldManager": "sidecar-injector-rollout"})
+
+
+async def wait_ready(api: Api, owner: fleet.Owner, timeout: float, poll: float = 1.0) -> tuple[bool, str]:
+    """Poll the workload until ``kubectl rollout status`` would say done; (ok, message)."""
+    deadline = time.monotonic() + timeout
+    message = "not observed yet"
+    while True:
+        obj = await api.get(_path(owner))
+        failed = fleet.rollout_failed(owner.kind, obj)
+        if failed:
+            return False, failed
+        done, message = fleet.rollout_status(owner.kind, obj)
+        if done:
+            return True, message
+        if time.monotonic() >= deadline:
+            return False, f"not ready within {timeout:g}s: {message}"
+        await asyncio.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+
+
+async def rollout(api: Api, plan: list[fleet.Owner], *, parallel: int, timeout: float,
+                  report: Callable[[str], None], poll: float = 1.0,
+                  restart_fn: Callable[[Api, fleet.Owner], Awaitable[Any]] | None = None) -> RolloutResult:
+    """Restart ``plan`` in order, at most ``parallel`` at a time, each waited for until ready;
+    no new restart after the first failure (those in flight are still waited for)."""
+    result = RolloutResult()
+    queue = list(plan)
+    running: dict[asyncio.Task[tuple[bool, str]], fleet.Owner] = {}
+    do_restart = restart_fn or restart
+
+    async def one(o: fleet.Owner) -> tuple[bool, str]:
+        try:
+            await do_restart(api, o)
+        except ApiError as e:
+            return False, f"restart refused: {e}"
+        report(f"restarted {o.kind.lower()}/{o.name} in {o.namespace}; waiting for it to become ready")
+        return await wait_ready(api, o, timeout, poll)
+
+    while queue or running:
+        while queue and len(running) < max(1, parallel) and not result.failed:
+            o = queue.pop(0)
+            running[asyncio.ensure_future(one(o))] = o
+        if not running:
+            break
+        finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for t in finished:
+            o = running.pop(t)
+            ok, msg = t.result()
+            if ok:
+                result.done.append(o)
+                report(f"{o.kind.lower()}/{o.name} in {o.namespace} is ready ({msg})")
+            else:
+                result.failed.append((o, msg))
+                report(f"{o.kind.lower()}/{o.name} in {o.namespace} FAILED: {msg}")
+        if result.failed:
+            result.not_started = list(queue)
+            queue = []
+    return result
