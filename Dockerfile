@@ -15,9 +15,9 @@ WORKDIR /src
 # Metadata first, so a source-only change reuses nothing heavier than this layer.
 COPY pyproject.toml README.md ./
 COPY src ./src
-# The "kubernetes" extra brings the API client that `certs --apply` (the Job) needs.
+# The API client (lightkube, for the SidecarConfig watch and `certs --apply`) is a dependency.
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir ".[kubernetes]"
+ && /opt/venv/bin/pip install --no-cache-dir .
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="sidecar-injector" \

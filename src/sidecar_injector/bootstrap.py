@@ -16,8 +16,10 @@ answers 409 Conflict and the whole read-plan-write cycle starts again with the n
 The objects are read and patched as plain JSON, never round-tripped through the client's
 models, which would drop fields the client does not know.
 
-This module imports the ``kubernetes`` client; only the CLI imports it, lazily, so the core
-and the server never need the client.
+The requests go through lightkube's configuration and authenticated HTTP client, the client the
+server's SidecarConfig watch uses (the full ``kubernetes`` client is 126 MB; README, "SidecarConfig
+as a Kubernetes API"): kubeconfig files, exec plugins, in-cluster service-account tokens. Only the
+CLI imports this module, lazily.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes.client
-import kubernetes.config
-from kubernetes.client.exceptions import ApiException
+import httpx2 as httpx
+from lightkube.config import client_adapter
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 
 from sidecar_injector import rotation
 from sidecar_injector.core.errors import InjectorError
@@ -39,6 +42,9 @@ from sidecar_injector.core.errors import InjectorError
 __all__ = ["BootstrapError", "Result", "apply", "load_client"]
 
 log = logging.getLogger(__name__)
+# The HTTP client logs every request at INFO: the Job's log says what changed, not each call.
+for _noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 _STRATEGIC = "application/strategic-merge-patch+json"
 _FIELD_MANAGER = "sidecar-injector-certs"
@@ -56,20 +62,64 @@ class Result:
     plan: rotation.Plan
 
 
-def load_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
-    """An API client: from ``kubeconfig`` if given, else in-cluster, else the default kubeconfig."""
-    config = kubernetes.client.Configuration()
+class ApiException(Exception):
+    """A non-2xx answer (``status``, ``body``), or no answer at all (status 0)."""
+
+    def __init__(self, status: int, body: str, reason: str = "") -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.reason = reason
+
+
+class Client:
+    """JSON GET and strategic-merge PATCH of raw objects (never models, which drop unknown fields)."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.http.close()
+
+    def _send(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        content = None
+        params = {}
+        if body is not None:
+            headers["Content-Type"] = _STRATEGIC
+            content = json.dumps(body).encode()
+            params["fieldManager"] = _FIELD_MANAGER
+        try:
+            resp = self.http.request(method, path, content=content, headers=headers, params=params)
+        except httpx.HTTPError as e:
+            raise ApiException(0, "", f"{type(e).__name__}: {e}") from None
+        if resp.status_code >= 300:
+            raise ApiException(resp.status_code, resp.text, resp.reason_phrase)
+        return _json(resp.content)
+
+    def get(self, path: str) -> dict[str, Any]:
+        return self._send("GET", path)
+
+    def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._send("PATCH", path, body)
+
+
+def load_client(kubeconfig: str | None = None) -> Client:
+    """An API client: from ``kubeconfig`` if given, else in-cluster, else ``$KUBECONFIG`` or the
+    default kubeconfig."""
     try:
         if kubeconfig:
-            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)  # type: ignore[no-untyped-call]
+            config = KubeConfig.from_file(kubeconfig).get()
         else:
-            try:
-                kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-            except kubernetes.config.ConfigException:
-                kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
-    except (kubernetes.config.ConfigException, OSError) as e:
+            config = KubeConfig.from_env().get()
+        if config is None:
+            raise LightkubeConfigError("no current context")
+        return Client(client_adapter.Client(config, client_adapter.ConnectionParams()))
+    except (LightkubeConfigError, OSError, KeyError, ValueError) as e:
         raise BootstrapError(f"cannot configure a Kubernetes client: {e}") from None
-    return kubernetes.client.ApiClient(config)
 
 
 def _write(ref: str, what: str, call: Callable[[], object]) -> None:
@@ -84,6 +134,8 @@ def _write(ref: str, what: str, call: Callable[[], object]) -> None:
 
 
 def _describe(e: ApiException) -> str:
+    if e.status == 0:
+        return f"no answer: {e.reason}"
     try:
         message = json.loads(e.body or "{}").get("message") or e.reason
     except (ValueError, AttributeError):
@@ -91,8 +143,11 @@ def _describe(e: ApiException) -> str:
     return f"HTTP {e.status}: {message}"
 
 
-def _json(response: Any) -> dict[str, Any]:
-    data = json.loads(response.data)
+def _json(content: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        raise BootstrapError("the API server answered with something other than JSON") from None
     if not isinstance(data, dict):
         raise BootstrapError("the API server answered with something other than an object")
     return data
@@ -116,7 +171,7 @@ class _Conflict(Exception):
 
 
 def apply(
-    client: kubernetes.client.ApiClient,
+    client: Client,
     *,
     namespace: str,
     service: str,
@@ -147,7 +202,7 @@ def apply(
 
 
 def _apply_once(
-    client: kubernetes.client.ApiClient,
+    client: Client,
     *,
     namespace: str,
     service: str,
@@ -158,13 +213,14 @@ def _apply_once(
     ca_days: int,
     cert_days: int,
 ) -> Result:
-    core = kubernetes.client.CoreV1Api(client)
-    admission = kubernetes.client.AdmissionregistrationV1Api(client)
+    secret_path = f"/api/v1/namespaces/{namespace}/secrets/{secret}"
+    webhooks_path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/" + webhook_config
+    validating_path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/" + webhook_config
     secret_ref = f"Secret {namespace}/{secret}"
     webhook_ref = f"MutatingWebhookConfiguration {webhook_config}"
 
     try:
-        secret_obj = _json(core.read_namespaced_secret(secret, namespace, _preload_content=False))
+        secret_obj = client.get(secret_path)
     except ApiException as e:
         if e.status == 404:
             raise BootstrapError(
@@ -173,7 +229,7 @@ def _apply_once(
             ) from None
         raise BootstrapError(f"cannot read {secret_ref}: {_describe(e)}") from None
     try:
-        webhook_obj = _json(admission.read_mutating_webhook_configuration(webhook_config, _preload_content=False))
+        webhook_obj = client.get(webhooks_path)
     except ApiException as e:
         if e.status == 404:
             raise BootstrapError(f"{webhook_ref} does not exist; apply the manifests first") from None
@@ -210,8 +266,7 @@ def _apply_once(
     # gets the same caBundle, written with the mutating one.
     validating_ref = f"ValidatingWebhookConfiguration {webhook_config}"
     try:
-        validating_obj: dict[str, Any] | None = _json(
-            admission.read_validating_webhook_configuration(webhook_config, _preload_content=False))
+        validating_obj: dict[str, Any] | None = client.get(validating_path)
     except ApiException as e:
         if e.status not in (403, 404):  # 403: an older install's RBAC, which has no such object
             raise BootstrapError(f"cannot read {validating_ref}: {_describe(e)}") from None
@@ -230,9 +285,7 @@ def _apply_once(
                          for w in validating_hooks],
         }
         _write(validating_ref, f"the caBundle of {validating_ref}",
-               lambda: admission.patch_validating_webhook_configuration(
-                   webhook_config, body, field_manager=_FIELD_MANAGER, _content_type=_STRATEGIC,
-                   _preload_content=False))
+               lambda: client.patch(validating_path, body))
         log.info("updated the caBundle of %s", validating_ref)
 
     def write_bundle() -> None:
@@ -245,9 +298,7 @@ def _apply_once(
             # webhooks merge by name in a strategic-merge patch: only caBundle changes.
             "webhooks": [{"name": w["name"], "clientConfig": {"caBundle": _b64(the_plan.ca_bundle)}} for w in webhooks],
         }
-        _write(webhook_ref, f"the caBundle of {webhook_ref}", lambda: admission.patch_mutating_webhook_configuration(
-            webhook_config, body, field_manager=_FIELD_MANAGER, _content_type=_STRATEGIC, _preload_content=False,
-        ))
+        _write(webhook_ref, f"the caBundle of {webhook_ref}", lambda: client.patch(webhooks_path, body))
         log.info("updated the caBundle of %s (%d CA certificate(s))", webhook_ref, _count(the_plan.ca_bundle))
 
     def write_secret() -> None:
@@ -255,9 +306,7 @@ def _apply_once(
             "metadata": {"resourceVersion": secret_obj["metadata"]["resourceVersion"]},
             "data": {k: _b64(v) for k, v in the_plan.secret_data.items()},
         }
-        _write(secret_ref, secret_ref, lambda: core.patch_namespaced_secret(
-            secret, namespace, body, field_manager=_FIELD_MANAGER, _content_type=_STRATEGIC, _preload_content=False,
-        ))
+        _write(secret_ref, secret_ref, lambda: client.patch(secret_path, body))
         log.info("updated %s", secret_ref)
 
     writes = []
