@@ -150,3 +150,33 @@ def aggregated_roles(name: str, labels: dict[str, str]) -> list[Manifest]:
                        "verbs": ["get", "list", "watch"]}],
         },
     ]
+
+
+#: What ``sidecar-injector status`` reads (issue 12): pods and their owners, namespaces, the
+#: injection webhook's configuration (its namespaceSelector) and both SidecarConfig kinds.
+FLEET_READ_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [GROUP], "resources": list(_RESOURCES), "verbs": ["get", "list", "watch"]},
+]
+#: What ``sidecar-injector rollout`` needs in addition: ``kubectl rollout restart``'s patch.
+FLEET_ROLLOUT_RULES: list[dict[str, Any]] = [
+    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["patch"]},
+]
+
+
+def fleet_roles(name: str, labels: dict[str, str]) -> list[Manifest]:
+    """ClusterRoles for the fleet commands, bound to no one (bind them to who runs them):
+    ``<name>-fleet-view`` (read-only: get/list/watch, enough for ``status``) and
+    ``<name>-fleet-rollout`` (``patch`` on Deployments, StatefulSets, DaemonSets: with the view
+    role, enough for ``rollout``)."""
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": f"{name}-fleet-view", "labels": dict(labels)}, "rules": FLEET_READ_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": f"{name}-fleet-rollout", "labels": dict(labels)}, "rules": FLEET_ROLLOUT_RULES},
+    ]

@@ -682,7 +682,8 @@ def _api_objects(opts: ManifestOptions) -> dict[str, Any]:
     return {
         "crds": apimanifests.custom_resource_definitions(_labels(opts)),
         "rbac": [*apimanifests.server_rbac(opts.name, opts.namespace, n["sa"], labels),
-                 *apimanifests.aggregated_roles(opts.name, _labels(opts))],
+                 *apimanifests.aggregated_roles(opts.name, _labels(opts)),
+                 *apimanifests.fleet_roles(opts.name, _labels(opts))],
         "webhook": apimanifests.validating_webhook_configuration(n["webhook"], opts.namespace, n["service"],
                                                                  labels, annotations),
     }
