@@ -237,7 +237,8 @@ class HttpProtocol(asyncio.Protocol):
         self._body_size = 0
         self._in_body = False
         self._phase = 0
-        """Counts header and body phases passed: tells whether a bounded feed ended one."""
+        """Counts head and body phases passed: tells whether a bounded feed ended one. A head
+        ends at the first body byte or, with no body, at the end of the message."""
         self._room = limits.max_header_bytes
         """Bytes that may still arrive before the current phase (head or body) must end."""
         self._reset()
@@ -245,7 +246,8 @@ class HttpProtocol(asyncio.Protocol):
     def _reset(self) -> None:
         self._url: list[bytes] = []
         self._body: list[bytes] = []
-        self._drop_body()
+        if self._body_size:
+            self._drop_body()
         self._content_type: bytes | None = None
 
     def _drop_body(self) -> None:
@@ -398,13 +400,13 @@ class HttpProtocol(asyncio.Protocol):
             if declared > self.limits.max_body:
                 self._too_large()
 
-    def on_headers_complete(self) -> None:
-        self._phase += 1
-        self._in_body = True
-        # The body, a chunked body's framing, and trailers.
-        self._room = self.limits.max_body + self.limits.max_header_bytes
-
     def on_body(self, body: bytes) -> None:
+        if not self._in_body:
+            # The head is complete (no on_headers_complete callback: one Python call fewer per
+            # request). From here the body, a chunked body's framing, and trailers.
+            self._phase += 1
+            self._in_body = True
+            self._room = self.limits.max_body + self.limits.max_header_bytes
         if self._discarding:
             return
         n = len(body)
