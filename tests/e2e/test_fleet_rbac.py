@@ -1,0 +1,141 @@
+"""Issue 12, RBAC: the shipped ``<name>-fleet-view`` ClusterRole (get/list/watch only) is enough
+for ``status`` (here with the configs read from the cluster's SidecarConfig objects, no ``-c``),
+and ``rollout`` needs only ``<name>-fleet-rollout`` (``patch`` on the workload kinds) in addition:
+with the view role alone its restart is refused and nothing changes.
+
+The ClusterRoles are the ones ``manifests`` ships (:func:`apimanifests.fleet_roles`); the
+identities are ServiceAccounts with bound tokens, as a CI job or a CronJob would run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import pytest
+import yaml
+from kubernetes.client.rest import ApiException
+
+from sidecar_injector import apimanifests, crd
+
+from .test_fleet import CONFIG, FakeKubelet, cli, deployment, new_image_served, rolled_out, template_stamp, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _ensure_crds(client: Any) -> None:
+    ext = kubernetes.client.ApiextensionsV1Api(client)
+    for body in crd.crds():
+        try:
+            ext.create_custom_resource_definition(body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+    for body in crd.crds():
+        wait_until("CRD established", lambda body=body: any(
+            c.type == "Established" and c.status == "True"
+            for c in ext.read_custom_resource_definition(body["metadata"]["name"]).status.conditions or []), 30)
+
+
+def _kubeconfig(cp: Any, ns: str, sa: str, path: Path) -> Path:
+    with cp.api_client() as client:
+        core = kubernetes.client.CoreV1Api(client)
+        core.create_namespaced_service_account(ns, {"metadata": {"name": sa}})
+        token = core.create_namespaced_service_account_token(
+            sa, ns, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                     "spec": {"expirationSeconds": 3600}}).status.token
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {"server": cp.server, "certificate-authority": str(cp.ca_file)}}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": sa, "context": {"cluster": "e2e", "user": sa, "namespace": ns}}],
+        "current-context": sa,
+    }))
+    return path
+
+
+class _As:
+    """Run the CLI with another kubeconfig (``cli`` appends the admin one; the last one wins)."""
+
+    def __init__(self, path: Path) -> None:
+        self.kubeconfig = path
+
+
+def _scfg(ns: str, image: str) -> dict[str, Any]:
+    spec = yaml.safe_load(CONFIG.format(image=image))["spec"]
+    return {"apiVersion": crd.API_VERSION, "kind": "SidecarConfig", "metadata": {"name": "proxy", "namespace": ns},
+            "spec": spec}
+
+
+def test_fleet_view_is_enough_for_status_and_rollout_needs_only_patch_in_addition(
+    injector: Any, register_webhook: Any, api: Any, control_plane: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "proxy.yaml"
+    config.write_text(CONFIG.format(image="busybox:1.36"))
+    server = injector(config)
+    hook = register_webhook(server, failure_policy="Ignore")
+    ns = hook.namespace("fleet-rbac")
+    apps = kubernetes.client.AppsV1Api(api)
+    objects = kubernetes.client.CustomObjectsApi(api)
+    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+    _ensure_crds(api)
+    objects.create_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, "sidecarconfigs", _scfg(ns, "busybox:1.36"))
+
+    name = f"e2e-{hook.hook_id}"
+    view, roll = apimanifests.fleet_roles(name, {})
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in view["rules"])
+    assert [(r["resources"], r["verbs"]) for r in roll["rules"]] == [
+        (["deployments", "statefulsets", "daemonsets"], ["patch"])]
+    for role in (view, roll):
+        rbac.create_cluster_role(role)
+    auditor = _kubeconfig(control_plane, ns, "auditor", tmp_path / "auditor.kubeconfig")
+    operator = _kubeconfig(control_plane, ns, "operator", tmp_path / "operator.kubeconfig")
+    bindings = [(f"{name}-auditor-view", view, "auditor"), (f"{name}-operator-view", view, "operator"),
+                (f"{name}-operator-rollout", roll, "operator")]
+    for binding, role, sa in bindings:
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": binding},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": role["metadata"]["name"]},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]})
+
+    def run(who: Path, *args: str) -> Any:
+        return cli(_As(who), *args, "--webhook-config", hook.name)
+
+    try:
+        with FakeKubelet(control_plane, [ns]):
+            apps.create_namespaced_deployment(ns, deployment("web"))
+            wait_until("web rolled out", lambda: rolled_out(apps, ns, "web"))
+            out = run(auditor, "status", "-o", "json")  # the context's namespace, configs from the cluster
+            assert out.returncode == 0, out.stderr
+            assert '"configs": {\n        "proxy": "up-to-date"\n      }' in out.stdout, out.stdout
+            everywhere = run(auditor, "status", "-A", "-o", "json")
+            assert everywhere.returncode in (0, 1) and "403" not in everywhere.stderr, everywhere.stderr
+
+            config.write_text(CONFIG.format(image="busybox:1.37"))
+            obj = objects.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, "sidecarconfigs", "proxy")
+            obj["spec"] = _scfg(ns, "busybox:1.37")["spec"]
+            objects.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, "sidecarconfigs", "proxy", obj)
+            wait_until("new config served", lambda: new_image_served(api, ns, "busybox:1.37"), 30)
+            out = run(auditor, "status")
+            assert out.returncode == 1 and "proxy=stale" in out.stdout, out.stdout + out.stderr
+
+            refused = run(auditor, "rollout", "--stale", "--timeout", "20s")
+            assert refused.returncode == 1
+            assert "restart refused: 403" in refused.stderr, refused.stdout + refused.stderr
+            assert template_stamp(apps, ns, "web") is None
+
+            done = run(operator, "rollout", "--stale", "--timeout", "120s")
+            assert done.returncode == 0, done.stdout + done.stderr
+            deadline = time.monotonic() + 30
+            while (out := run(auditor, "status")).returncode != 0 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert out.returncode == 0 and "proxy=up-to-date" in out.stdout, out.stdout + out.stderr
+    finally:
+        for binding, _, _ in bindings:
+            rbac.delete_cluster_role_binding(binding)
+        for role in (view, roll):
+            rbac.delete_cluster_role(role["metadata"]["name"])
+        objects.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, "sidecarconfigs", "proxy")
