@@ -234,7 +234,8 @@ def test_workers_share_the_port_sum_their_metrics_and_are_restarted(procs: list[
     c.request("GET", "/metrics")
     metrics = c.getresponse().read().decode()
     c.close()
-    assert 'sidecar_injector_injection_requests_total{operation="CREATE",outcome="injected"} 20.0' in metrics
+    assert ('sidecar_injector_injection_requests_total{code="200",operation="CREATE",outcome="injected"} 20.0'
+            in metrics)
     assert "sidecar_injector_admission_duration_seconds_count 20.0" in metrics
     assert "sidecar_injector_configs_loaded 1.0" in metrics
     logs = [json.loads(line) for line in p.stderr.splitlines() if line.startswith("{")]

@@ -110,7 +110,7 @@ def test_keep_alive_connection_serves_many_requests(server: RunningServer) -> No
         assert status == 200 and decode(body)["response"]["uid"] == f"u{i}"
     c.close()
     assert server.metric("sidecar_injector_injection_requests_total", operation="CREATE",
-                         outcome="injected") == 20
+                         outcome="injected", code="200") == 20
 
 
 def test_body_over_7_mib_is_413(server: RunningServer) -> None:
@@ -132,9 +132,9 @@ def test_metrics_count_outcomes_and_reasons(server: RunningServer) -> None:
     server.post(b"garbage")
     server.post(make_review(), content_type="text/plain")
     m = server.metric
-    assert m("sidecar_injector_injection_requests_total", operation="CREATE", outcome="injected") == 1
-    assert m("sidecar_injector_injection_requests_total", operation="DELETE", outcome="skipped") == 1
-    assert m("sidecar_injector_injection_requests_total", operation="unknown", outcome="rejected") == 2
+    assert m("sidecar_injector_injection_requests_total", operation="CREATE", outcome="injected", code="200") == 1
+    assert m("sidecar_injector_injection_requests_total", operation="DELETE", outcome="skipped", code="200") == 1
+    assert m("sidecar_injector_injection_requests_total", operation="unknown", outcome="rejected", code="400") == 2
     assert m("sidecar_injector_injection_success_total") == 1
     assert m("sidecar_injector_injection_skip_total", reason="not-create") == 1
     assert m("sidecar_injector_injection_failure_total", reason="invalid-review") == 1

@@ -124,7 +124,7 @@ class WebhookApp:
             return self._error(start, e)
         elapsed = time.perf_counter() - start
         reason = result.reason if result.outcome == "skipped" else "injection-error"
-        self.metrics.admission(result.operation, result.outcome, reason, elapsed)
+        self.metrics.admission(result.operation, result.outcome, reason, elapsed, result.status, result.injected)
         log = self.log
         if log.enabled("info"):
             fields: dict[str, object] = {
@@ -146,7 +146,7 @@ class WebhookApp:
     def protocol_rejected(self, status: int, message: str) -> None:
         """Count and log a request the HTTP layer refused before any route saw it."""
         reason = _PROTOCOL_REASONS.get(status, "malformed-http")
-        self.metrics.admission("", "rejected", reason, None)
+        self.metrics.admission("", "rejected", reason, None, status)
         self.log.info("request rejected", outcome="rejected", reason=reason, message=message, status=status)
 
     def _reject(self, start: float, reason: str, message: str) -> Response:
@@ -155,14 +155,14 @@ class WebhookApp:
         if len(message) > 1000:
             message = message[:1000] + "..."
         elapsed = time.perf_counter() - start
-        self.metrics.admission("", "rejected", reason, elapsed)
+        self.metrics.admission("", "rejected", reason, elapsed, 400)
         self.log.info("admission rejected", outcome="rejected", reason=reason, message=message,
                       status=400, duration_ms=round(elapsed * 1000, 3))
         return Response(400, status_body(400, message))
 
     def _error(self, start: float, exc: Exception) -> Response:
         elapsed = time.perf_counter() - start
-        self.metrics.admission("", "error", "internal-error", elapsed)
+        self.metrics.admission("", "error", "internal-error", elapsed, 500)
         message = f"internal error: {type(exc).__name__}: {exc}"
         self.log.error("admission failed", outcome="error", reason="internal-error", message=message,
                        status=500, duration_ms=round(elapsed * 1000, 3))

@@ -10,14 +10,25 @@ among live workers. Config and certificate reloads are counted once per worker.
 ====================================================================  ============================
 name                                                                  meaning
 ====================================================================  ============================
-``sidecar_injector_injection_requests_total{operation,outcome}``      every ``POST /mutate``;
+``sidecar_injector_injection_requests_total{operation,outcome,code}`` every ``POST /mutate``;
                                                                       operation: CREATE, UPDATE,
                                                                       DELETE, CONNECT, other,
                                                                       unknown (none: refused
                                                                       before it was read);
                                                                       outcome: injected, skipped,
-                                                                      error (ours), rejected (4xx)
+                                                                      error (ours), rejected (4xx);
+                                                                      code: the HTTP status (200,
+                                                                      400, 408, 413, 431, 500,
+                                                                      503, else other)
 ``sidecar_injector_injection_success_total``                          pods that got a patch
+``sidecar_injector_injections_total{config}``                         one per config injected into
+                                                                      a pod (a pod given envoy and
+                                                                      vault-agent counts once for
+                                                                      each); config names only
+``sidecar_injector_requests_in_flight``                               webhook-port requests begun
+                                                                      (first byte) and not yet
+                                                                      answered
+``sidecar_injector_build_info{version,python}``                       always 1
 ``sidecar_injector_injection_skip_total{reason}``                     admitted unchanged, by reason
 ``sidecar_injector_injection_failure_total{reason}``                  rejected or failed requests:
                                                                       invalid-review, content-type,
@@ -42,14 +53,21 @@ name                                                                  meaning
 
 Every label value comes from a fixed set, never from a request: request data as a label
 (``request.operation`` was copied verbatim) let one client create a series per request.
+``config`` takes the names of the loaded configs only (never a namespace or a pod name), and at
+most ``_CONFIGS_MAX`` of them (past that, "other"). No counter exports a ``_created`` series
+(``disable_created_metrics``): one series per counter less, and nothing alerts on it.
 """
 
 from __future__ import annotations
 
+import platform
 import time
+from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from sidecar_injector import __version__
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -59,9 +77,12 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 _OPERATIONS = {op: op for op in ("CREATE", "UPDATE", "DELETE", "CONNECT")}
 _OPERATIONS[""] = "unknown"
 _OUTCOMES = frozenset({"injected", "skipped", "error", "rejected"})
+_CODES = {code: str(code) for code in (200, 400, 405, 408, 413, 431, 500, 503)}
 _REASONS_MAX = 64
 """Distinct skip or failure reasons kept as labels (the core's codes are a few dozen at most);
 past that, "other". A guard, so that no code path can make the series unbounded."""
+_CONFIGS_MAX = 256
+"""Distinct config names kept as ``config`` labels; past that, "other"."""
 
 # From 100 microseconds (a typical admission takes about 50) to a second.
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -71,16 +92,34 @@ class Metrics:
     """The server's metrics. ``admission()`` is on the hot path: label children are cached."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide: no `_created` series
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
             "sidecar_injector_injection_requests_total",
-            "Admission requests received on /mutate, by operation and outcome.",
-            ["operation", "outcome"], registry=r,
+            "Admission requests received on /mutate, by operation, outcome and HTTP status code.",
+            ["operation", "outcome", "code"], registry=r,
         )
         self.success = Counter(
             "sidecar_injector_injection_success_total", "Pods that were given a patch.", registry=r
         )
+        self.injections = Counter(
+            "sidecar_injector_injections_total",
+            "Configs injected into pods: one per config per pod patched, by config name.",
+            ["config"], registry=r,
+        )
+        self.in_flight = Gauge(
+            "sidecar_injector_requests_in_flight",
+            "Requests on the webhook port begun (first byte read) and not yet answered.", registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.in_flight_source: Callable[[], int] | None = None
+        """Counts the requests in flight; read at each scrape and each second (``refresh``)."""
+        self.build_info = Gauge(
+            "sidecar_injector_build_info", "Always 1: the version of sidecar-injector and of Python.",
+            ["version", "python"], registry=r, multiprocess_mode="livemax",
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         self.skip = Counter(
             "sidecar_injector_injection_skip_total", "Requests admitted unchanged, by reason.",
             ["reason"], registry=r,
@@ -127,26 +166,35 @@ class Metrics:
             "Connections closed at accept by a connection cap, by port and cap.",
             ["port", "reason"], registry=r,
         )
-        self._requests: dict[tuple[str, str], Counter] = {}
+        self._requests: dict[tuple[str, str, int], Counter] = {}
         self._skips: dict[str, Counter] = {}
         self._failures: dict[str, Counter] = {}
+        self._configs: dict[str, Counter] = {}
 
-    def admission(self, operation: str, outcome: str, reason: str, seconds: float | None) -> None:
+    def admission(self, operation: str, outcome: str, reason: str, seconds: float | None, code: int = 200,
+                  configs: tuple[str, ...] = ()) -> None:
         """Count one /mutate answer. ``reason`` must come from a small fixed set (it is a label).
 
-        ``seconds`` is None for requests refused before they were complete (no admission time).
+        ``seconds`` is None for requests refused before they were complete (no admission time);
+        ``code`` is the HTTP status answered; ``configs`` the names of the configs injected.
         """
-        key = (operation, outcome)
+        key = (operation, outcome, code)
         child = self._requests.get(key)
         if child is None:
-            # Only known pairs are cached: the cache must not grow with what clients send.
+            # Only known triples are cached: the cache must not grow with what clients send.
             label = _OPERATIONS.get(operation, "other")
-            child = self.requests.labels(label, outcome if outcome in _OUTCOMES else "other")
+            child = self.requests.labels(label, outcome if outcome in _OUTCOMES else "other",
+                                         _CODES.get(code, "other"))
             if label != "other":
                 self._requests[key] = child
         child.inc()
         if outcome == "injected":
             self.success.inc()
+            for name in configs:
+                counter = self._configs.get(name)
+                if counter is None:
+                    counter = self._config_child(name)
+                counter.inc()
         elif outcome == "skipped":
             skip = self._skips.get(reason)
             if skip is None:
@@ -167,6 +215,18 @@ class Metrics:
         child: Counter = metric.labels(label)
         cache[key] = child
         return child
+
+    def _config_child(self, name: str) -> Counter:
+        if len(self._configs) >= _CONFIGS_MAX:
+            return self.injections.labels("other")
+        child: Counter = self.injections.labels(name)
+        self._configs[name] = child
+        return child
+
+    def refresh(self) -> None:
+        """Read the in-flight count (each scrape; each second, for ``--workers``' shared files)."""
+        if self.in_flight_source is not None:
+            self.in_flight.set(self.in_flight_source())
 
     def connection_count(self, port: str, count: int) -> None:
         self.connections.labels(port).set(count)
@@ -190,4 +250,5 @@ class Metrics:
         self.cert_reloads.labels("failure").inc()
 
     def render(self) -> bytes:
+        self.refresh()
         return generate_latest(self.registry)

@@ -86,6 +86,9 @@ class Options:
     """``file``, ``kubernetes`` (list and watch the SidecarConfig API) or ``both``."""
     kubeconfig: str | None = None
     """Credentials for ``kubernetes``/``both``: else ``$KUBECONFIG``, else in-cluster."""
+    fleet_metrics: str | None = None
+    """``--fleet-metrics``: the MutatingWebhookConfiguration to read; ``sidecar_injector_pods`` and
+    SidecarMissing Events (server/fleetmetrics.py). None: off."""
     """A pipe to write one byte to once listening (how a worker tells its supervisor)."""
 
 
@@ -165,6 +168,8 @@ class Server:
             self.app.protocol_rejected, max_total=caps[0], max_per_address=caps[1],
             on_refuse=RefusalLog(self.metrics, log, "webhook", caps),
             on_count=lambda n: self.metrics.connection_count("webhook", n), max_buffered=options.max_buffered_bytes)
+        webhook_open = self.webhook_conns.open
+        self.metrics.in_flight_source = lambda: sum(1 for conn in webhook_open if conn.busy)
         admin_caps = (ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS_PER_ADDRESS)
         self.admin_conns = Connections(max_total=admin_caps[0], max_per_address=admin_caps[1],
                                        on_refuse=RefusalLog(self.metrics, log, "metrics", admin_caps),
@@ -201,6 +206,11 @@ class Server:
         self._tasks = [loop.create_task(self.reloader.run()), loop.create_task(self._sweep())]
         if self.api_source is not None:
             self._tasks.append(loop.create_task(self.api_source.run()))
+        if o.fleet_metrics:
+            from sidecar_injector.server.fleetmetrics import FleetMetrics  # the API client, only then
+
+            self._tasks.append(loop.create_task(FleetMetrics(
+                self.state, self.metrics, self.log, kubeconfig=o.kubeconfig, webhook_config=o.fleet_metrics).run()))
         self.metrics.ready.set(1)
         self.log.info("listening", webhook=f"https://{o.host}:{self.port}/mutate",
                       metrics=f"http://{o.metrics_host or o.host}:{self.metrics_port}/metrics" if o.admin else None,
@@ -230,6 +240,7 @@ class Server:
             now = time.monotonic()
             self.webhook_conns.sweep(now)
             self.admin_conns.sweep(now)
+            self.metrics.refresh()
 
     async def shutdown(self, drain_delay: float) -> None:
         """Drain and stop (module docstring); safe to call more than once."""
