@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                         "collision). Default: file when --config is given, else kubernetes in a cluster")
     p.add_argument("--kubeconfig", metavar="PATH",
                    help="credentials for the API (default: $KUBECONFIG, then in-cluster credentials)")
+    p.add_argument("--fleet-metrics", nargs="?", const="sidecar-injector", default=None, metavar="WEBHOOK_CONFIG",
+                   help="watch every pod: export sidecar_injector_pods{config,state} and a Warning Event on the "
+                        "workload of a pod missing its sidecars (needs list/watch on pods; the optional value "
+                        "names the MutatingWebhookConfiguration, default sidecar-injector)")
     p.add_argument("--tls-cert", metavar="FILE", help="serving certificate chain, PEM (reloaded on change)")
     p.add_argument("--tls-key", metavar="FILE", help="private key of the serving certificate, PEM")
     p.add_argument("--client-ca", metavar="FILE", help="require client certificates signed by this CA (mTLS)")
@@ -112,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     config = args.config or (BUILTIN_EXAMPLE if source == "file" else None)
     if not args.config and source == "file":
         log.info("no --config given: serving the built-in example", config=str(BUILTIN_EXAMPLE))
+    if args.fleet_metrics and args.workers > 1:
+        raise UsageError("--fleet-metrics needs --workers 1 (each worker would watch every pod)")
     if source != "file" and args.workers > 1:
         raise UsageError("--workers needs --config-source file (each worker would watch the API)")
     cert, key = args.tls_cert, args.tls_key
@@ -132,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         reload_interval=args.reload_interval, drain_delay=args.drain_delay,
         shutdown_timeout=args.shutdown_timeout,
         limits=Limits(idle_timeout=args.idle_timeout, request_timeout=args.request_timeout),
-        config_source=source, kubeconfig=args.kubeconfig,
+        config_source=source, kubeconfig=args.kubeconfig, fleet_metrics=args.fleet_metrics,
     )
     if args.listen_fd is not None:  # a worker of a supervisor
         options.sock = socket.socket(fileno=args.listen_fd)

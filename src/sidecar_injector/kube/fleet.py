@@ -10,6 +10,7 @@ Deployments, StatefulSets and DaemonSets in addition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,7 @@ from sidecar_injector.crd import API_VERSION, CLUSTER_KIND, NAMESPACED_KIND, PLU
 from sidecar_injector.kube.client import Api, ApiError
 from sidecar_injector.schema import DEFAULT_KUBE_VERSION, pod_schema
 
-__all__ = ["FleetError", "PodReport", "Scan", "cluster_configs", "rollout", "scan"]
+__all__ = ["FleetError", "FleetWatch", "PodReport", "Scan", "cluster_configs", "rollout", "scan"]
 
 _PAGE = "500"
 
@@ -272,3 +273,164 @@ async def rollout(api: Api, plan: list[fleet.Owner], *, parallel: int, timeout: 
             result.not_started = list(queue)
             queue = []
     return result
+
+
+# ---- serve --fleet-metrics: the fleet as metrics, and Events on workloads ---------------------
+
+#: States exported by ``sidecar_injector_pods{config,state}``.
+METRIC_STATES = (fleet.UP_TO_DATE, fleet.STALE, fleet.MISSING, fleet.UNEXPECTED)
+EVENT_REASON = "SidecarMissing"
+
+
+class FleetWatch:
+    """Watches every pod and namespace, classifies each pod against the configs in force (cached
+    per pod resourceVersion and config set), hands ``publish`` the count per (config, state), and
+    records a Warning Event on the owning workload of each pod found missing a config (once per
+    pod: the Event's name is derived from the pod's uid, so replicas and restarts do not repeat
+    it while it lives). Judgements run in a worker thread: the webhook's loop never waits."""
+
+    def __init__(self, api: Api, log: Any, configs: Callable[[], ConfigSet],
+                 publish: Callable[[dict[tuple[str, str], int]], None], *, webhook_config: str,
+                 identity: str = "sidecar-injector", min_interval: float = 1.0, resync: float = 30.0,
+                 events: bool = True, max_events_per_pass: int = 20) -> None:
+        from sidecar_injector.kube.watch import Reflector
+
+        self.api = api
+        self.log = log
+        self.configs = configs
+        self.publish = publish
+        self.webhook_config = webhook_config
+        self.identity = identity
+        self.min_interval = min_interval
+        self.resync = resync
+        self.events = events
+        self.max_events_per_pass = max_events_per_pass
+        self._dirty = asyncio.Event()
+        self.pods = Reflector(api, "/api/v1/pods", self._dirty.set, log)
+        self.namespaces = Reflector(api, "/api/v1/namespaces", self._dirty.set, log)
+        self._cache: dict[str, tuple[str, int, bool, fleet.PodState]] = {}
+        self._evented: set[str] = set()
+        self.passes = 0
+        self.events_written = 0
+
+    def _judge(self, pods: list[dict[str, Any]], labels: dict[str, dict[str, str]],
+               selector: LabelSelector | None, configs: ConfigSet) -> tuple[dict[tuple[str, str], int],
+                                                                              list[tuple[dict[str, Any], list[str]]]]:
+        counts: dict[tuple[str, str], int] = {}
+        known = set(configs.by_name) | {n for s in configs.scoped.values() for n in s.by_name}
+        missing: list[tuple[dict[str, Any], list[str]]] = []
+        cache: dict[str, tuple[str, int, bool, fleet.PodState]] = {}
+        for p in pods:
+            m = p.get("metadata") or {}
+            if m.get("deletionTimestamp") or (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            ns = str(m.get("namespace") or "")
+            selected = selector is None or selector.matches(labels.get(ns, {}))
+            uid, rv = str(m.get("uid")), str(m.get("resourceVersion"))
+            hit = self._cache.get(uid)
+            if hit is not None and hit[0] == rv and hit[1] == id(configs) and hit[2] == selected:
+                state = hit[3]
+            else:
+                state = fleet.classify(p, ns, configs, namespace_selected=selected)
+            cache[uid] = (rv, id(configs), selected, state)
+            for c in state.configs:
+                if c.state in METRIC_STATES and c.config in known:
+                    counts[(c.config, c.state)] = counts.get((c.config, c.state), 0) + 1
+            gone = [c.config for c in state.configs if c.state == fleet.MISSING]
+            if gone:
+                missing.append((p, gone))
+        self._cache = cache
+        for name in known:  # every config in force appears, at zero if need be
+            for s in METRIC_STATES:
+                counts.setdefault((name, s), 0)
+        return counts, missing
+
+    async def run(self) -> None:
+        tasks = [asyncio.ensure_future(self.pods.run()), asyncio.ensure_future(self.namespaces.run())]
+        try:
+            await self.pods.synced.wait()
+            await self.namespaces.synced.wait()
+            loop = asyncio.get_running_loop()
+            while True:
+                self._dirty.clear()
+                try:
+                    selector, _, note = await webhook_selector(self.api, self.webhook_config)
+                except (ApiError, OSError) as e:
+                    selector, note = None, f"webhook configuration not read: {e}"
+                if note and self.passes == 0:
+                    self.log.warning("fleet metrics: " + note)
+                pods = list(self.pods.store.values())
+                labels = {str((n.get("metadata") or {}).get("name")): (n.get("metadata") or {}).get("labels") or {}
+                          for n in self.namespaces.store.values()}
+                counts, missing = await loop.run_in_executor(None, self._judge, pods, labels, selector,
+                                                             self.configs())
+                self.publish(counts)
+                self.passes += 1
+                if self.events:
+                    await self._record(missing)
+                await asyncio.sleep(self.min_interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), self.resync)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+    async def _workload(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """The top owning workload's object (the pod itself for a bare pod)."""
+        obj = pod
+        ns = str((pod.get("metadata") or {}).get("namespace"))
+        for _ in range(3):
+            ref = fleet.controller_of(obj)
+            if ref is None or ref[0] not in _WORKLOAD_PATHS:
+                break
+            try:
+                parent = await self.api.get(_WORKLOAD_PATHS[ref[0]].format(ns=ns, name=ref[1]))
+            except ApiError:
+                break
+            parent.setdefault("kind", ref[0])
+            obj = parent
+        obj.setdefault("kind", "Pod")
+        return obj
+
+    async def _record(self, missing: list[tuple[dict[str, Any], list[str]]]) -> None:
+        written = 0
+        for pod, configs in missing:
+            m = pod.get("metadata") or {}
+            uid = str(m.get("uid"))
+            if uid in self._evented or written >= self.max_events_per_pass:
+                continue
+            ns, name = str(m.get("namespace")), str(m.get("name"))
+            target = await self._workload(pod)
+            tm = target.get("metadata") or {}
+            kind = str(target.get("kind"))
+            api_version = "v1" if kind == "Pod" else ("batch/v1" if kind in ("Job", "CronJob") else "apps/v1")
+            now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            message = (f"pod {name} was created without the sidecar config(s) {', '.join(configs)} it should carry "
+                       "(the webhook was not called or failed open, e.g. down under failurePolicy: Ignore); "
+                       f"`sidecar-injector rollout --missing -n {ns}` restarts its workload")
+            event = {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": f"{tm.get('name')}.sidecar-missing.{uid[:13]}"[:253], "namespace": ns},
+                "involvedObject": {"apiVersion": api_version, "kind": kind, "name": tm.get("name"), "namespace": ns,
+                                   "uid": tm.get("uid")},
+                "reason": EVENT_REASON, "message": message[:1024], "type": "Warning",
+                "source": {"component": "sidecar-injector", "host": self.identity[:128]},
+                "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            }
+            try:
+                await self.api.request("POST", f"/api/v1/namespaces/{ns}/events", body=event)
+            except ApiError as e:
+                if e.code != 409:  # 409: another replica, or an earlier run, already said it
+                    self.log.warning("fleet event not written", pod=f"{ns}/{name}", error=str(e)[:300])
+                    continue
+            else:
+                written += 1
+                self.events_written += 1
+                self.log.warning("pod missing its sidecars", namespace=ns, pod=name, configs=configs,
+                                 workload=f"{kind}/{tm.get('name')}")
+            self._evented.add(uid)
+        live = {str((p.get("metadata") or {}).get("uid")) for p in self.pods.store.values()}
+        self._evented &= live
