@@ -257,6 +257,8 @@ class Injection:
                 rec.empty["metadata"] = meta
             b.set_key((), "metadata", {})
         else:
+            if not meta:
+                rec.empty["metadata"] = {}
             for key in ("labels", "annotations"):
                 if key in meta and not meta[key]:
                     rec.empty[f"metadata.{key}"] = meta[key]

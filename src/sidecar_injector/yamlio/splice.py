@@ -408,7 +408,7 @@ def removals(text: str, root: Node, base: tuple[str | int, ...], data_edits: lis
                 else:
                     start = doc.colon_after(k)
                     end = doc.last_leaf_end(v)
-                    out.append(TextEdit(start, end, "" if e.value is None else " " + text_, 0))
+                    out.append(TextEdit(start, end, " " + text_, 0))  # null comes back as `null`
                 continue
             if parent.flow_style:
                 flow_runs.setdefault(id(parent), (parent, set()))[1].add(idx)
