@@ -98,6 +98,9 @@ class ManifestOptions:
     """When the CronJob re-runs the certificate bootstrap (daily: it renews at a third left)."""
     labels: Mapping[str, str] = field(default_factory=dict)
     """Extra labels for every object."""
+    priority_class_name: str = "system-cluster-critical"
+    """The webhook pods' PriorityClass: they sit on the pod-creation path, so they should be the
+    last evicted and the first scheduled (the usual advice for admission webhooks). Empty: none."""
 
 
 def _check(opts: ManifestOptions) -> None:
@@ -118,6 +121,8 @@ def _check(opts: ManifestOptions) -> None:
         )
     if isinstance(opts.replicas, bool) or not isinstance(opts.replicas, int) or opts.replicas < 1:
         raise ManifestError(f"replicas must be a whole number >= 1, got {opts.replicas!r}")
+    if opts.priority_class_name and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", opts.priority_class_name):
+        raise ManifestError(f"priority class name {opts.priority_class_name!r} is not a valid Kubernetes name")
     if not opts.config_files:
         raise ManifestError("no SidecarConfig files to put in the ConfigMap")
     size = 0
@@ -554,6 +559,7 @@ def deployment(opts: ManifestOptions) -> Manifest:
             "template": {
                 "metadata": {"labels": pod_labels},
                 "spec": {
+                    **({"priorityClassName": opts.priority_class_name} if opts.priority_class_name else {}),
                     "serviceAccountName": n["sa"],
                     "automountServiceAccountToken": True,
                     "securityContext": _pod_security_context(),
@@ -571,6 +577,9 @@ def deployment(opts: ManifestOptions) -> Manifest:
                                     {"key": "tls.crt", "path": "tls.crt"},
                                     {"key": "tls.key", "path": "tls.key"},
                                 ],
+                                # Written in decimal (288) in the YAML: a leading-zero 0440
+                                # is octal to kubectl's YAML 1.1 but decimal 440 to YAML 1.2
+                                # readers. Every file mode in deploy/ and the chart is decimal.
                                 "defaultMode": 0o440,
                             },
                         },

@@ -196,12 +196,14 @@ def test_config_reload_and_broken_config_keeps_last_good(server: RunningServer, 
     time.sleep(0.6)
     assert server.metric("sidecar_injector_config_reloads_total", result="failure") == 1  # reported once
     assert server.metric("sidecar_injector_configs_loaded") == 1
+    assert server.metric("sidecar_injector_config_last_reload_successful") == 0  # what the alert reads
     [entry] = [e for e in server.logs() if e["msg"].startswith("config reload failed")]
     assert entry["level"] == "error" and "YAML" in entry["error"]
 
     config_file.write_text(FAILING_CONFIG)  # valid again (a different one)
     wait_metric(server, "sidecar_injector_config_reloads_total", 3, result="success")
     assert server.post(make_review())[0] == 500  # the new config is in force: its template fails
+    assert server.metric("sidecar_injector_config_last_reload_successful") == 1
 
 
 def test_drain_readiness_false_first_then_serving_then_exit(pki: PKI, config_file: Path) -> None:

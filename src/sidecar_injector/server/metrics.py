@@ -43,6 +43,9 @@ name                                                                  meaning
 ``sidecar_injector_config_reloads_total{result}``                     success / failure
 ``sidecar_injector_configs_loaded``                                   SidecarConfigs in force
 ``sidecar_injector_config_last_reload_success_timestamp_seconds``
+``sidecar_injector_config_last_reload_successful``                    0 while the newest config
+                                                                      content failed to load (the
+                                                                      previous one in force), else 1
 ``sidecar_injector_cert_reloads_total{result}``                       success / failure
 ``sidecar_injector_serving_cert_expiry_timestamp_seconds``            notAfter of the serving cert
 ``sidecar_injector_ready``                                            1 while /readyz says ready
@@ -146,6 +149,12 @@ class Metrics:
             "sidecar_injector_config_last_reload_success_timestamp_seconds",
             "When the config in force was loaded (Unix time).", registry=r, multiprocess_mode="livemax",
         )
+        self.config_last_ok = Gauge(
+            "sidecar_injector_config_last_reload_successful",
+            "0 while the newest config failed to load and the previous one stays in force, else 1.",
+            registry=r, multiprocess_mode="livemin",
+        )
+        self.config_last_ok.set(1)
         self.cert_reloads = Counter(
             "sidecar_injector_cert_reloads_total", "Serving certificate reload attempts, by result.",
             ["result"], registry=r,
@@ -238,9 +247,11 @@ class Metrics:
         self.config_reloads.labels("success").inc()
         self.configs_loaded.set(count)
         self.config_last_success.set(time.time())
+        self.config_last_ok.set(1)
 
     def config_failed(self) -> None:
         self.config_reloads.labels("failure").inc()
+        self.config_last_ok.set(0)
 
     def cert_loaded(self, not_after: float) -> None:
         self.cert_reloads.labels("success").inc()
