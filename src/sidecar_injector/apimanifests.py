@@ -168,15 +168,30 @@ FLEET_ROLLOUT_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["patch"]},
 ]
 
+#: What ``serve --fleet-metrics`` needs: watch pods and namespaces, read owners and the injection
+#: webhook's configuration, create Events (SidecarMissing) on workloads.
+FLEET_METRICS_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
+     "verbs": ["get"]},
+    {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get"]},
+    {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+     "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+
 
 def fleet_roles(name: str, labels: dict[str, str]) -> list[Manifest]:
     """ClusterRoles for the fleet commands, bound to no one (bind them to who runs them):
     ``<name>-fleet-view`` (read-only: get/list/watch, enough for ``status``) and
     ``<name>-fleet-rollout`` (``patch`` on Deployments, StatefulSets, DaemonSets: with the view
-    role, enough for ``rollout``)."""
+    role, enough for ``rollout``) and ``<name>-fleet-metrics`` (for ``serve --fleet-metrics``: bind
+    it to the server's ServiceAccount when you turn that on)."""
     return [
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
          "metadata": {"name": f"{name}-fleet-view", "labels": dict(labels)}, "rules": FLEET_READ_RULES},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
          "metadata": {"name": f"{name}-fleet-rollout", "labels": dict(labels)}, "rules": FLEET_ROLLOUT_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": f"{name}-fleet-metrics", "labels": dict(labels)}, "rules": FLEET_METRICS_RULES},
     ]

@@ -5,7 +5,8 @@ and the Deployment gets a Warning Event ``SidecarMissing`` that ``kubectl descri
 
 Two servers on the same config file: A is the registered webhook (stopped to make the silent
 miss), B runs ``--fleet-metrics`` only (never registered): the metric must not depend on the
-webhook that failed.
+webhook that failed. B runs as a ServiceAccount holding only the shipped
+``<name>-fleet-metrics`` ClusterRole.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from typing import Any
 import kubernetes.client
 import pytest
 
+from sidecar_injector import apimanifests
+
 from .injector import InjectorServer
 from .test_fleet import CONFIG, deployment, list_pods, new_image_served, wait_until
+from .test_fleet_rbac import _kubeconfig
 
 pytestmark = pytest.mark.e2e
 
@@ -50,13 +54,23 @@ def test_fleet_metrics_and_missing_sidecar_events(
     config.write_text(CONFIG.format(image="busybox:1.36"))
     hook_name = "sidecar-injector-fleet-metrics-e2e"
     webhook = injector(config)
+    hook = register_webhook(webhook, name=hook_name, failure_policy="Ignore")
+    ns = hook.namespace("fleet-metrics")
+    # B runs as a ServiceAccount with only the shipped <name>-fleet-metrics ClusterRole.
+    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+    [role] = [r for r in apimanifests.fleet_roles(f"e2e-{hook.hook_id}", {}) if r["metadata"]["name"].endswith(
+        "-fleet-metrics")]
+    rbac.create_cluster_role(role)
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": role["metadata"]["name"]},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]},
+        "subjects": [{"kind": "ServiceAccount", "name": "watcher", "namespace": ns}]})
+    as_watcher = _kubeconfig(control_plane, ns, "watcher", tmp_path / "watcher.kubeconfig")
     (tmp_path / "b").mkdir()
     watcher = FleetServer(config, tmp_path / "b", webhook_ca,
-                          extra=["--fleet-metrics", hook_name, "--kubeconfig", str(control_plane.kubeconfig)])
+                          extra=["--fleet-metrics", hook_name, "--kubeconfig", str(as_watcher)])
     try:
         watcher.start()
-        hook = register_webhook(webhook, name=hook_name, failure_policy="Ignore")
-        ns = hook.namespace("fleet-metrics")
         apps = kubernetes.client.AppsV1Api(api)
         apps.create_namespaced_deployment(ns, deployment("web"))
         wait_until("web's pod", lambda: list_pods(api, ns, label_selector="app=web"))
@@ -92,5 +106,8 @@ def test_fleet_metrics_and_missing_sidecar_events(
         assert len(warning()) == 1
         log = watcher.log_text()
         assert "pod missing its sidecars" in log
+        assert "forbidden" not in log.lower(), log[-2000:]
     finally:
         watcher.stop()
+        rbac.delete_cluster_role_binding(role["metadata"]["name"])
+        rbac.delete_cluster_role(role["metadata"]["name"])

@@ -253,3 +253,24 @@ def test_rollout_is_bounded_ordered_and_stops_at_the_first_failure() -> None:
     assert [o.name for o in res.not_started] == ["three", "four"]
     res, api = asyncio.run(go(set(), 2))
     assert len(res.done) == 4 and api.max_active == 2
+
+
+def test_the_install_ships_the_fleet_roles_read_only_view_patch_only_rollout() -> None:
+    from sidecar_injector import manifests
+
+    objs = manifests.render(manifests.ManifestOptions(namespace="sidecar-injector", image="i",
+                                                      config_files={"c.yaml": "x"}))
+    roles = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ClusterRole"}
+    view, roll, watch = (roles[f"sidecar-injector-fleet-{n}"] for n in ("view", "rollout", "metrics"))
+    assert {v for r in view["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
+    assert {(g, res) for r in view["rules"] for g in r["apiGroups"] for res in r["resources"]} >= {
+        ("", "pods"), ("", "namespaces"), ("apps", "replicasets"), ("batch", "jobs"),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+        ("sidecar-injector.io", "sidecarconfigs"), ("sidecar-injector.io", "clustersidecarconfigs")}
+    assert roll["rules"] == [{"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+                              "verbs": ["patch"]}]
+    writes = [(r["resources"], r["verbs"]) for r in watch["rules"] if set(r["verbs"]) - {"get", "list", "watch"}]
+    assert writes == [(["events"], ["create"])]
+    bound = {o["roleRef"]["name"] for o in objs if o["kind"] == "ClusterRoleBinding"}
+    assert not bound & {"sidecar-injector-fleet-view", "sidecar-injector-fleet-rollout",
+                        "sidecar-injector-fleet-metrics"}, bound  # bound by whoever uses them
