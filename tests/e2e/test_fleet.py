@@ -8,11 +8,13 @@ except pods labelled ``e2e.sidecar-injector.io/never-ready``, which stay pending
 Deployment controller then counts them available, and ``rollout`` waits on exactly what
 ``kubectl rollout status`` reads.
 
-The story: two Deployments up-to-date → the config's image changes → ``status`` says stale, with
+The story: two Deployments, a StatefulSet and a Deployment opted out on its own object (its
+pods injected) up-to-date → the config's image changes → ``status`` says stale, with
 the config and both digests → the webhook stops, a pod created meanwhile is ``missing`` → a
 namespace outside the webhook's namespaceSelector is ``not-selected`` → ``rollout --stale
---dry-run`` plans and changes nothing → ``rollout --stale`` restarts the Deployments one at a
-time, each ready before the next → ``status`` up-to-date → a Deployment whose new pods never
+--dry-run`` plans and changes nothing → ``rollout --stale`` restarts the Deployments and the
+StatefulSet one at a time, each ready before the next, never the opted-out one nor the bare pod →
+``status`` up-to-date → a Deployment whose new pods never
 become ready stops the next rollout, the ones after it untouched.
 """
 
@@ -114,14 +116,26 @@ def deployment(name: str, labels: dict[str, str] | None = None) -> dict[str, Any
     }
 
 
+def statefulset(name: str) -> dict[str, Any]:
+    body = deployment(name)
+    body["kind"] = "StatefulSet"
+    body["spec"]["serviceName"] = name
+    return body
+
+
+def sts_ready(apps: Any, ns: str, name: str) -> bool:
+    st = apps.read_namespaced_stateful_set(name, ns).status
+    return bool(st.ready_replicas == 1 and st.updated_replicas == 1 and st.current_revision == st.update_revision)
+
+
 def cli(control_plane: Any, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sidecar_injector", *args, "--kubeconfig",
                            str(control_plane.kubeconfig)], capture_output=True, text=True, timeout=timeout)
 
 
-def status(control_plane: Any, config: Path, hook: Any, namespace: str) -> tuple[int, dict[str, Any]]:
+def status(control_plane: Any, config: Path, hook: Any, namespace: str, *extra: str) -> tuple[int, dict[str, Any]]:
     out = cli(control_plane, "status", "-c", str(config), "-n", namespace, "-o", "json",
-              "--webhook-config", hook.name)
+              "--webhook-config", hook.name, *extra)
     assert out.returncode in (0, 1), out.stderr
     return out.returncode, json.loads(out.stdout)
 
@@ -174,15 +188,21 @@ def test_status_and_rollout_on_a_real_control_plane(
     with FakeKubelet(control_plane, [ns, off]) as kubelet:
         for name in ("web", "api"):
             apps.create_namespaced_deployment(ns, deployment(name))
+        # Opted out on the workload object only (its pods are injected): rollout must not touch it.
+        legacy = deployment("legacy")
+        legacy["metadata"]["annotations"] = {"sidecar-injector.io/inject": "false"}
+        apps.create_namespaced_deployment(ns, legacy)
+        apps.create_namespaced_stateful_set(ns, statefulset("db"))
         apps.create_namespaced_deployment(off, deployment("quiet"))
-        for n, name in ((ns, "web"), (ns, "api"), (off, "quiet")):
+        for n, name in ((ns, "web"), (ns, "api"), (ns, "legacy"), (off, "quiet")):
             wait_until(f"{n}/{name} rolled out", lambda n=n, name=name: rolled_out(apps, n, name))
+        wait_until("db ready", lambda: sts_ready(apps, ns, "db"))
 
         # 1. Everything current.
         code, report = status(control_plane, config, hook, ns)
         assert code == 0, report
-        assert report["summary"]["up-to-date"] == 2 and report["summary"]["stale"] == 0
-        assert sorted(by_owner(report)) == ["Deployment/api", "Deployment/web"]
+        assert report["summary"]["up-to-date"] == 4 and report["summary"]["stale"] == 0
+        assert sorted(by_owner(report)) == ["Deployment/api", "Deployment/legacy", "Deployment/web", "StatefulSet/db"]
         assert all(p["configs"] == {"proxy": "up-to-date"} for p in report["pods"])
         code, report = status(control_plane, config, hook, off)
         assert code == 0 and [p["state"] for p in report["pods"]] == ["not-selected"]
@@ -193,13 +213,13 @@ def test_status_and_rollout_on_a_real_control_plane(
         wait_until("the server serves the new config", lambda: new_image_served(api, ns, "busybox:1.37"), 30)
         code, report = status(control_plane, config, hook, ns)
         assert code == 1
-        assert report["summary"]["stale"] == 2
+        assert report["summary"]["stale"] == 4
         for p in report["pods"]:
             assert p["state"] == "stale" and p["configs"] == {"proxy": "stale"}
             assert p["detail"].startswith("config proxy changed: the pod carries "), p["detail"]
         table = cli(control_plane, "status", "-c", str(config), "-n", ns, "--webhook-config", hook.name)
         assert table.returncode == 1 and "Deployment/web  (1 pod: 1 stale)" in table.stdout, table.stdout
-        assert "summary: error 0, stale 2, missing 0" in table.stdout
+        assert "summary: error 0, stale 4, missing 0" in table.stdout
 
         # 3. The silent miss: the webhook down under failurePolicy Ignore.
         server.stop()
@@ -211,7 +231,7 @@ def test_status_and_rollout_on_a_real_control_plane(
         assert code == 1
         [missed] = by_owner(report)["Pod/while-down"]
         assert missed["state"] == "missing" and missed["configs"] == {"proxy": "missing"}
-        assert report["summary"]["missing"] == 1 and report["summary"]["stale"] == 2
+        assert report["summary"]["missing"] == 1 and report["summary"]["stale"] == 4
 
         # 4. The plan, changing nothing.
         stamps = {n: template_stamp(apps, ns, n) for n in ("api", "web")}
@@ -219,7 +239,10 @@ def test_status_and_rollout_on_a_real_control_plane(
                    "--webhook-config", hook.name)
         assert plan.returncode == 0, plan.stderr
         assert f"1. {ns} deployment/api (1 pod(s))" in plan.stdout and f"2. {ns} deployment/web" in plan.stdout
+        assert f"3. {ns} statefulset/db (1 pod(s))" in plan.stdout
         assert "skipped: " + ns + " pod/while-down" in plan.stdout and "kubectl replace --force" in plan.stdout
+        assert f"skipped: {ns} deployment/legacy (1 pod(s)): the workload itself carries the inject=false" \
+            in plan.stdout
         assert {n: template_stamp(apps, ns, n) for n in ("api", "web")} == stamps == {"api": None, "web": None}
 
         # 5. The rollout: one Deployment at a time, each ready before the next.
@@ -228,24 +251,28 @@ def test_status_and_rollout_on_a_real_control_plane(
                   "--timeout", "120s")
         took = time.monotonic() - t0
         assert out.returncode == 0, out.stdout + out.stderr
-        lines = [ln for ln in out.stdout.splitlines() if "restarted deployment" in ln or "is ready" in ln]
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("restarted ") or "is ready" in ln]
         assert [ln.split(" in ")[0] for ln in lines] == [
-            "restarted deployment/api", "deployment/api", "restarted deployment/web", "deployment/web"], lines
+            "restarted deployment/api", "deployment/api", "restarted deployment/web", "deployment/web",
+            "restarted statefulset/db", "statefulset/db"], lines
         assert all(template_stamp(apps, ns, n) for n in ("api", "web"))
+        assert template_stamp(apps, ns, "legacy") is None
+        db_template = apps.read_namespaced_stateful_set("db", ns).spec.template.metadata.annotations or {}
+        assert "kubectl.kubernetes.io/restartedAt" in db_template
         for name in ("api", "web"):
             [p] = [p for p in list_pods(api, ns, label_selector=f"app={name}")
                    if not p["metadata"].get("deletionTimestamp")]
             assert [c["image"] for c in p["spec"]["containers"] if c["name"] == "proxy"] == ["busybox:1.37"]
         code, report = status(control_plane, config, hook, ns)
-        assert report["summary"]["up-to-date"] == 2 and report["summary"]["stale"] == 0
+        assert report["summary"]["up-to-date"] == 3 and report["summary"]["stale"] == 1  # legacy: never touched
         assert code == 1 and report["summary"]["missing"] == 1  # the bare pod: never touched
         assert read_pod(api, ns, "while-down")["metadata"]["uid"] == stored["metadata"]["uid"]
         kubernetes.client.CoreV1Api(api).delete_namespaced_pod("while-down", ns, grace_period_seconds=0)
         wait_until("bare pod gone", lambda: not [p for p in list_pods(api, ns)
                                                  if p["metadata"]["name"] == "while-down"])
-        code, report = status(control_plane, config, hook, ns)
-        assert code == 0 and report["summary"]["up-to-date"] == 2, report
-        print(f"\n[fleet] rollout of 2 Deployments, one at a time: {took:.1f}s; fake kubelet marked "
+        code, report = status(control_plane, config, hook, ns, "-l", "app!=legacy")
+        assert code == 0 and report["summary"]["up-to-date"] == 3, report
+        print(f"\n[fleet] rollout of 2 Deployments and a StatefulSet, one at a time: {took:.1f}s; fake kubelet marked "
               f"{kubelet.marked} pods ready")
 
         # 6. A workload whose new pods never become ready stops the rollout there.
@@ -259,7 +286,7 @@ def test_status_and_rollout_on_a_real_control_plane(
         assert out.returncode == 1, out.stdout + out.stderr
         assert (f"rollout stopped: deployment/broken in {ns} did not become ready: not ready within 10s: "
                 "1 old replicas pending termination") in out.stderr, out.stderr
-        assert f"not restarted: {ns} deployment/web" in out.stderr
+        assert f"not restarted: {ns} deployment/web, {ns} statefulset/db" in out.stderr
         assert template_stamp(apps, ns, "api") != stamps["api"]  # before broken: restarted
         assert template_stamp(apps, ns, "web") == stamps["web"]  # after broken: untouched
         assert template_stamp(apps, ns, "broken")
