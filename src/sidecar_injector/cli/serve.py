@@ -70,6 +70,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="close connections that take longer to send a request or TLS handshake "
                         "(default: %(default)s)")
+    # The limits of docs/server.md, "Limits" (the defaults fit the shipped Deployment's memory).
+    p.add_argument("--max-connections", type=int, default=512, metavar="N",
+                   help="webhook connections open at once; more are refused at accept (default: %(default)s)")
+    p.add_argument("--max-connections-per-address", type=int, default=256, metavar="N",
+                   help="webhook connections from one client address (default: %(default)s)")
+    p.add_argument("--first-byte-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="a new connection must complete its TLS handshake and send its first byte within "
+                        "this (default: %(default)s)")
+    p.add_argument("--max-body-bytes", type=int, default=3 * 1024 * 1024, metavar="BYTES",
+                   help="largest review accepted, else 413 before the body is read (default: %(default)s, "
+                        "the most kube-apiserver accepts)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes sharing the webhook port, to use N cores; the metrics port "
                         "then reports all of them together (default: %(default)s)")
@@ -137,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
         on_error=args.on_error, prefix=args.prefix, kube_version=args.kube_version,
         reload_interval=args.reload_interval, drain_delay=args.drain_delay,
         shutdown_timeout=args.shutdown_timeout,
-        limits=Limits(idle_timeout=args.idle_timeout, request_timeout=args.request_timeout),
+        limits=Limits(idle_timeout=args.idle_timeout, request_timeout=args.request_timeout,
+                      first_byte_timeout=args.first_byte_timeout, max_body=args.max_body_bytes),
+        max_connections=args.max_connections, max_connections_per_address=args.max_connections_per_address,
         config_source=source, kubeconfig=args.kubeconfig, fleet_metrics=args.fleet_metrics,
     )
     if args.listen_fd is not None:  # a worker of a supervisor
@@ -165,6 +178,9 @@ def _supervise(args: argparse.Namespace, options: Any, log: Any) -> int:
         "--reload-interval", str(args.reload_interval), "--drain-delay", str(args.drain_delay),
         "--shutdown-timeout", str(args.shutdown_timeout), "--idle-timeout", str(args.idle_timeout),
         "--request-timeout", str(args.request_timeout),
+        "--max-connections", str(args.max_connections),
+        "--max-connections-per-address", str(args.max_connections_per_address),
+        "--first-byte-timeout", str(args.first_byte_timeout), "--max-body-bytes", str(args.max_body_bytes),
     ]
     if args.client_ca:
         argv += ["--client-ca", args.client_ca]
