@@ -70,6 +70,14 @@ class _Doc:
         self.root = root
         self.newline = "\r\n" if "\r\n" in text[root.start_mark.index:root.end_mark.index] else "\n"
         self.style = emit.Style(*self._indents(root), newline=self.newline)
+        # A JSON document (kubectl reads a stream starting with "{" as JSON) stays JSON.
+        self.json = text[root.start_mark.index:root.start_mark.index + 1] == "{" and text.lstrip().startswith("{")
+
+    def flow(self, value: Any) -> str:
+        return orjson.dumps(value).decode() if self.json else emit.flow(value)
+
+    def flow_key(self, key: str) -> str:
+        return orjson.dumps(key).decode() if self.json else _flow_key(key)
 
     def _indents(self, root: Node) -> tuple[int, int]:
         """(mapping step, sequence indent under its key) as the document writes them."""
@@ -318,7 +326,7 @@ def _replace_value(doc: _Doc, node: MappingNode, key: str, new: Any, edits: list
     if isinstance(v, (MappingNode, SequenceNode)) and not v.flow_style:
         raise Unsupported("replacing a block collection")
     if node.flow_style:
-        edits.append(TextEdit(v.start_mark.index, v.end_mark.index, emit.flow(new), depth))
+        edits.append(TextEdit(v.start_mark.index, v.end_mark.index, doc.flow(new), depth))
         return
     if isinstance(v, (MappingNode, SequenceNode)) and v.value:
         raise Unsupported("replacing a non-empty collection")
@@ -338,7 +346,7 @@ def _replace_value(doc: _Doc, node: MappingNode, key: str, new: Any, edits: list
 
 def _add_keys(doc: _Doc, node: MappingNode, items: list[tuple[str, Any]], edits: list[TextEdit], depth: int) -> None:
     if node.flow_style or not node.value:
-        parts = [f"{_flow_key(k)}: {emit.flow(v)}" for k, v in items]
+        parts = [f"{doc.flow_key(k)}: {doc.flow(v)}" for k, v in items]
         if node.value:
             edits.append(TextEdit(node.value[-1][1].end_mark.index, node.value[-1][1].end_mark.index,
                                   ", " + ", ".join(parts), depth))
@@ -365,7 +373,7 @@ def _add_items(doc: _Doc, node: SequenceNode, slots: list[int | None], value: li
         runs.append((None, pending))
     if node.flow_style or not node.value:
         for before, items in runs:
-            flows = ", ".join(emit.flow(i) for i in items)
+            flows = ", ".join(doc.flow(i) for i in items)
             if before is not None:
                 at = node.value[before].start_mark.index
                 edits.append(TextEdit(at, at, flows + ", ", depth))
