@@ -59,7 +59,10 @@ def test_a_changed_config_makes_the_pod_stale_naming_the_config_and_both_digests
     old = configs(envoy(), cfg("tracer", injectByDefault=True, containers=[{"name": "otel", "image": "otel:1"}]))
     new = configs(envoy("envoyproxy/envoy:v1.31.1"),
                   cfg("tracer", injectByDefault=True, containers=[{"name": "otel", "image": "otel:1"}]))
-    st = fleet.classify(stored(pod(), old), "ns", new)
+    running = stored(pod(), old)
+    before = copy.deepcopy(running)
+    st = fleet.classify(running, "ns", new)
+    assert running == before  # never modified
     assert st.state == fleet.STALE
     assert st.by_config == {"envoy": "stale", "tracer": "up-to-date"}
     [e] = [c for c in st.configs if c.config == "envoy"]

@@ -27,7 +27,6 @@ the rollout-status judgement of Deployments, StatefulSets and DaemonSets.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,7 +85,8 @@ def as_admitted(pod: dict[str, Any]) -> dict[str, Any]:
     """The pod as the webhook saw it at admission, as far as injection can tell: without the
     stored object's server metadata, ``status``, ``spec.nodeName`` (the scheduler's), and
     without the name the apiserver generated from ``generateName`` (a controller's pod had only
-    ``generateName`` when it was admitted, and templates' ``name`` is that). A copy."""
+    ``generateName`` when it was admitted, and templates' ``name`` is that). A shallow copy:
+    nested values are shared with ``pod`` (the core never modifies its input)."""
     out = {k: v for k, v in pod.items() if k != "status"}
     meta = dict(as_dict(pod.get("metadata")))
     for key in _SERVER_METADATA:
@@ -99,7 +99,7 @@ def as_admitted(pod: dict[str, Any]) -> dict[str, Any]:
     spec = as_dict(pod.get("spec"))
     if "nodeName" in spec:
         out["spec"] = {k: v for k, v in spec.items() if k != "nodeName"}
-    return copy.deepcopy(out)
+    return out
 
 
 def _opted_out(pod: dict[str, Any], configs: ConfigSet) -> str | None:
