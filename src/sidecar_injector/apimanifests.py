@@ -153,7 +153,8 @@ def aggregated_roles(name: str, labels: dict[str, str]) -> list[Manifest]:
 
 
 #: What ``sidecar-injector status`` reads (issue 12): pods and their owners, namespaces, the
-#: injection webhook's configuration (its namespaceSelector) and both SidecarConfig kinds.
+#: injection webhook's configuration (its namespaceSelector) and both SidecarConfig kinds (and,
+#: added by :func:`fleet_roles`, the install's ConfigMap by name).
 FLEET_READ_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
@@ -187,9 +188,12 @@ def fleet_roles(name: str, labels: dict[str, str]) -> list[Manifest]:
     ``<name>-fleet-rollout`` (``patch`` on Deployments, StatefulSets, DaemonSets: with the view
     role, enough for ``rollout``) and ``<name>-fleet-metrics`` (for ``serve --fleet-metrics``: bind
     it to the server's ServiceAccount when you turn that on)."""
+    # status reads the install's config files too (the ConfigMap, by name: no other ConfigMap).
+    config_map = {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [f"{name}-config"],
+                  "verbs": ["get"]}
     return [
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": f"{name}-fleet-view", "labels": dict(labels)}, "rules": FLEET_READ_RULES},
+         "metadata": {"name": f"{name}-fleet-view", "labels": dict(labels)}, "rules": [*FLEET_READ_RULES, config_map]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
          "metadata": {"name": f"{name}-fleet-rollout", "labels": dict(labels)}, "rules": FLEET_ROLLOUT_RULES},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",

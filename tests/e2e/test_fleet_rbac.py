@@ -1,5 +1,6 @@
 """Issue 12, RBAC: the shipped ``<name>-fleet-view`` ClusterRole (get/list/watch only) is enough
-for ``status`` (here with the configs read from the cluster's SidecarConfig objects, no ``-c``),
+for ``status`` (here with the configs read from the cluster as the installed server has them, no
+``-c``: one from the install's ConfigMap, one from a team's SidecarConfig object),
 and ``rollout`` needs only ``<name>-fleet-rollout`` (``patch`` on the workload kinds) in addition:
 with the view role alone its restart is refused and nothing changes.
 
@@ -9,6 +10,7 @@ identities are ServiceAccounts with bound tokens, as a CI job or a CronJob would
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -63,28 +65,46 @@ class _As:
         self.kubeconfig = path
 
 
-def _scfg(ns: str, image: str) -> dict[str, Any]:
-    spec = yaml.safe_load(CONFIG.format(image=image))["spec"]
-    return {"apiVersion": crd.API_VERSION, "kind": "SidecarConfig", "metadata": {"name": "proxy", "namespace": ns},
-            "spec": spec}
+TRACER = """\
+apiVersion: sidecar-injector.io/v1alpha1
+kind: SidecarConfig
+metadata:
+  name: tracer
+spec:
+  injectByDefault: true
+  containers:
+  - name: tracer
+    image: otel/opentelemetry-collector:0.110.0
+"""
+
+
+def _scfg(ns: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(TRACER)
+    doc["metadata"]["namespace"] = ns
+    return doc
 
 
 def test_fleet_view_is_enough_for_status_and_rollout_needs_only_patch_in_addition(
     injector: Any, register_webhook: Any, api: Any, control_plane: Any, tmp_path: Path
 ) -> None:
+    # The webhook serves both configs from a file; the cluster holds them as the install does:
+    # proxy in the install's ConfigMap, tracer as a team's SidecarConfig object.
     config = tmp_path / "proxy.yaml"
-    config.write_text(CONFIG.format(image="busybox:1.36"))
+    config.write_text(CONFIG.format(image="busybox:1.36") + "---\n" + TRACER)
     server = injector(config)
     hook = register_webhook(server, failure_policy="Ignore")
     ns = hook.namespace("fleet-rbac")
     apps = kubernetes.client.AppsV1Api(api)
     objects = kubernetes.client.CustomObjectsApi(api)
     rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+    core = kubernetes.client.CoreV1Api(api)
     _ensure_crds(api)
-    objects.create_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, "sidecarconfigs", _scfg(ns, "busybox:1.36"))
-
+    objects.create_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, "sidecarconfigs", _scfg(ns))
     name = f"e2e-{hook.hook_id}"
-    view, roll = apimanifests.fleet_roles(name, {})
+    core.create_namespaced_config_map(ns, {"metadata": {"name": f"{name}-config"},
+                                           "data": {"proxy.yaml": CONFIG.format(image="busybox:1.36")}})
+
+    view, roll, _ = apimanifests.fleet_roles(name, {})
     assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in view["rules"])
     assert [(r["resources"], r["verbs"]) for r in roll["rules"]] == [
         (["deployments", "statefulsets", "daemonsets"], ["patch"])]
@@ -102,7 +122,7 @@ def test_fleet_view_is_enough_for_status_and_rollout_needs_only_patch_in_additio
             "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]})
 
     def run(who: Path, *args: str) -> Any:
-        return cli(_As(who), *args, "--webhook-config", hook.name)
+        return cli(_As(who), *args, "--webhook-config", hook.name, "--config-map", f"{ns}/{name}-config")
 
     try:
         with FakeKubelet(control_plane, [ns]):
@@ -110,17 +130,17 @@ def test_fleet_view_is_enough_for_status_and_rollout_needs_only_patch_in_additio
             wait_until("web rolled out", lambda: rolled_out(apps, ns, "web"))
             out = run(auditor, "status", "-o", "json")  # the context's namespace, configs from the cluster
             assert out.returncode == 0, out.stderr
-            assert '"configs": {\n        "proxy": "up-to-date"\n      }' in out.stdout, out.stdout
+            [web] = json.loads(out.stdout)["pods"]
+            assert web["configs"] == {"proxy": "up-to-date", "tracer": "up-to-date"}, out.stdout
             everywhere = run(auditor, "status", "-A", "-o", "json")
             assert everywhere.returncode in (0, 1) and "403" not in everywhere.stderr, everywhere.stderr
 
-            config.write_text(CONFIG.format(image="busybox:1.37"))
-            obj = objects.get_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, "sidecarconfigs", "proxy")
-            obj["spec"] = _scfg(ns, "busybox:1.37")["spec"]
-            objects.replace_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, "sidecarconfigs", "proxy", obj)
+            config.write_text(CONFIG.format(image="busybox:1.37") + "---\n" + TRACER)
+            core.patch_namespaced_config_map(f"{name}-config", ns,
+                                             {"data": {"proxy.yaml": CONFIG.format(image="busybox:1.37")}})
             wait_until("new config served", lambda: new_image_served(api, ns, "busybox:1.37"), 30)
             out = run(auditor, "status")
-            assert out.returncode == 1 and "proxy=stale" in out.stdout, out.stdout + out.stderr
+            assert out.returncode == 1 and "proxy=stale,tracer=up-to-date" in out.stdout, out.stdout + out.stderr
 
             refused = run(auditor, "rollout", "--stale", "--timeout", "20s")
             assert refused.returncode == 1
@@ -132,10 +152,10 @@ def test_fleet_view_is_enough_for_status_and_rollout_needs_only_patch_in_additio
             deadline = time.monotonic() + 30
             while (out := run(auditor, "status")).returncode != 0 and time.monotonic() < deadline:
                 time.sleep(0.5)
-            assert out.returncode == 0 and "proxy=up-to-date" in out.stdout, out.stdout + out.stderr
+            assert out.returncode == 0 and "proxy=up-to-date,tracer=up-to-date" in out.stdout, out.stdout + out.stderr
     finally:
         for binding, _, _ in bindings:
             rbac.delete_cluster_role_binding(binding)
         for role in (view, roll):
             rbac.delete_cluster_role(role["metadata"]["name"])
-        objects.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, "sidecarconfigs", "proxy")
+        objects.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, ns, "sidecarconfigs", "tracer")

@@ -102,7 +102,7 @@ def test_scan_without_the_webhook_configuration_judges_every_namespace_selected_
 
 
 def test_cluster_configs_need_the_crds() -> None:
-    with pytest.raises(kube_fleet.FleetError, match="pass the configs with -c"):
+    with pytest.raises(kube_fleet.FleetError, match=r"no configs found in the cluster .*: pass them with -c"):
         asyncio.run(kube_fleet.cluster_configs(FakeApi({})))  # type: ignore[arg-type]
 
 
@@ -111,3 +111,34 @@ def test_rollout_flags() -> None:
     assert rollout_cli._duration("1h30m") == 5400 and rollout_cli._duration("300") == 300
     with pytest.raises(argparse.ArgumentTypeError):
         rollout_cli._duration("soon")
+
+
+def test_cluster_configs_read_the_install_configmap_first_and_objects_after_files_win() -> None:
+    envoy_yaml = ("apiVersion: sidecar-injector.io/v1alpha1\nkind: SidecarConfig\nmetadata: {name: envoy}\n"
+                  "spec:\n  injectByDefault: true\n  containers: [{name: proxy, image: 'envoy:1'}]\n")
+    obj = {"apiVersion": "sidecar-injector.io/v1alpha1", "kind": "ClusterSidecarConfig",
+           "metadata": {"name": "envoy", "uid": "u1", "generation": 1},
+           "spec": {"containers": [{"name": "proxy", "image": "envoy:2"}]}}
+    team = {"apiVersion": "sidecar-injector.io/v1alpha1", "kind": "SidecarConfig",
+            "metadata": {"name": "tracer", "namespace": "shop", "uid": "u2", "generation": 1},
+            "spec": {"injectByDefault": True, "containers": [{"name": "otel", "image": "otel:1"}]}}
+    api = FakeApi({
+        "/api/v1/namespaces/sidecar-injector/configmaps/sidecar-injector-config": {
+            "data": {"envoy.yaml": envoy_yaml, "README": "not yaml: not read"}},
+        "/apis/sidecar-injector.io/v1alpha1/clustersidecarconfigs": {"items": [obj], "metadata": {}},
+        "/apis/sidecar-injector.io/v1alpha1/sidecarconfigs": {"items": [team], "metadata": {}},
+    })
+    cs, notes = asyncio.run(kube_fleet.cluster_configs(  # type: ignore[arg-type]
+        api, config_map=("sidecar-injector", "sidecar-injector-config")))
+    assert [c.name for c in cs.configs] == ["envoy"]
+    assert cs.by_name["envoy"].source.startswith("ConfigMap sidecar-injector/sidecar-injector-config")
+    assert [c.name for c in cs.for_namespace("shop").configs] == ["envoy", "tracer"]
+    assert notes == ["ClusterSidecarConfig/envoy ignored: metadata.name: 'envoy' is already defined by "
+                     "ConfigMap sidecar-injector/sidecar-injector-config/envoy.yaml, document 1 (files win)"]
+    # No ConfigMap: the objects alone, with a note.
+    del api.objects["/api/v1/namespaces/sidecar-injector/configmaps/sidecar-injector-config"]
+    cs, notes = asyncio.run(kube_fleet.cluster_configs(  # type: ignore[arg-type]
+        api, config_map=("sidecar-injector", "sidecar-injector-config")))
+    assert cs.by_name["envoy"].source == "ClusterSidecarConfig envoy"
+    assert notes == ["ConfigMap sidecar-injector/sidecar-injector-config not found: configs from the SidecarConfig "
+                     "objects only"]

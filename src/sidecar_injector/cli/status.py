@@ -19,12 +19,16 @@ from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 
 DEFAULT_WEBHOOK_CONFIG = "sidecar-injector"  # the name `manifests` gives it (ManifestOptions.name)
+DEFAULT_CONFIG_MAP = "sidecar-injector/sidecar-injector-config"  # `manifests`' default namespace and name
 
 
 def add_cluster_args(p: argparse.ArgumentParser) -> None:
     """The options ``status`` and ``rollout`` share."""
     p.add_argument("--config", "-c", default=None,
-                   help="SidecarConfig file or directory (default: the cluster's SidecarConfig objects)")
+                   help="SidecarConfig file or directory (default: what the installed server has: its ConfigMap "
+                        "(--config-map) and the cluster's ClusterSidecarConfig/SidecarConfig objects)")
+    p.add_argument("--config-map", metavar="NS/NAME", default=DEFAULT_CONFIG_MAP,
+                   help="the install's ConfigMap of config files, read without -c (default: %(default)s)")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help="annotation prefix (default: %(default)s)")
     p.add_argument("--kube-version", default=DEFAULT_KUBE_VERSION,
                    help="Kubernetes version whose schemas configs are validated against (default: %(default)s)")
@@ -62,8 +66,12 @@ async def _configs(args: argparse.Namespace, api: Any) -> tuple[ConfigSet, list[
         return load_configs(args.config, prefix=args.prefix, kube_version=args.kube_version), []
     from sidecar_injector.kube.fleet import cluster_configs
 
-    configs, notes = await cluster_configs(api, args.prefix, args.kube_version)
-    return configs, notes
+    ns, _, name = str(args.config_map).partition("/")
+    if not ns or not name:
+        from sidecar_injector.core.errors import InputError
+
+        raise InputError(f"--config-map: expected NAMESPACE/NAME, got {args.config_map!r}")
+    return await cluster_configs(api, args.prefix, args.kube_version, config_map=(ns, name))
 
 
 async def gather(args: argparse.Namespace) -> tuple[Any, ConfigSet]:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sidecar_injector import apiconfig
+from sidecar_injector import apiconfig, configload
 from sidecar_injector.core import fleet
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import ConfigError, InjectorError
@@ -62,24 +64,52 @@ def _scoped(group_path: str, resource: str, namespace: str | None) -> str:
     return f"{group_path}/namespaces/{namespace}/{resource}" if namespace else f"{group_path}/{resource}"
 
 
-async def cluster_configs(api: Api, prefix: str = DEFAULT_PREFIX,
-                          kube_version: str = DEFAULT_KUBE_VERSION) -> tuple[ConfigSet, list[str]]:
-    """The ConfigSet of the cluster's ClusterSidecarConfig and SidecarConfig objects, as the
-    server builds it, and a note per object left out (invalid, duplicate)."""
+async def _config_map_entries(api: Api, config_map: tuple[str, str], schema: Any) -> tuple[list[Any], list[str]]:
+    """The entries of the install's ConfigMap (read as the server reads its mounted directory:
+    the ``*.yaml``/``*.yml`` keys sorted by name), and notes. Absent or unreadable: none, a note."""
+    ns, name = config_map
+    try:
+        cm = await api.get(f"/api/v1/namespaces/{ns}/configmaps/{name}")
+    except ApiError as e:
+        if e.code in (403, 404):
+            return [], [f"ConfigMap {ns}/{name} {'not found' if e.code == 404 else 'not readable'}: "
+                        "configs from the SidecarConfig objects only"]
+        raise FleetError(f"cannot read ConfigMap {ns}/{name}: {e}") from None
+    data = {k: v for k, v in (cm.get("data") or {}).items() if isinstance(v, str)}
+    with tempfile.TemporaryDirectory(prefix="sidecar-injector-status-") as d:
+        for key, text in data.items():
+            if "/" not in key and not key.startswith("."):
+                (Path(d) / key).write_text(text, encoding="utf-8")
+        try:
+            docs = configload.read_documents(d)
+            entries = [apiconfig.parse_object(doc, src.replace(d, f"ConfigMap {ns}/{name}"), schema=schema)
+                       for src, doc in docs if doc is not None]
+        except ConfigError as e:
+            return [], [f"ConfigMap {ns}/{name} ignored: {str(e).replace(d, '')[:500]}"]
+    return entries, []
+
+
+async def cluster_configs(api: Api, prefix: str = DEFAULT_PREFIX, kube_version: str = DEFAULT_KUBE_VERSION,
+                          config_map: tuple[str, str] | None = None) -> tuple[ConfigSet, list[str]]:
+    """The configs the installed server has in force, as it builds them (``--config-source
+    both``): the install's ConfigMap (``config_map``: namespace, name) first, then the cluster's
+    ClusterSidecarConfig and SidecarConfig objects; and a note per thing left out."""
     schema = pod_schema(kube_version)
+    entries: list[Any] = []
+    notes: list[str] = []
+    if config_map is not None:
+        entries, notes = await _config_map_entries(api, config_map, schema)
     objects: list[dict[str, Any]] = []
     for kind in (CLUSTER_KIND, NAMESPACED_KIND):
         try:
             got = await list_all(api, f"/apis/{API_VERSION}/{PLURALS[kind]}")
         except ApiError as e:
             if e.code == 404:
-                raise FleetError("the cluster has no SidecarConfig API (CRDs not installed): pass the configs "
-                                 "with -c") from None
+                notes.append("the cluster has no SidecarConfig API (CRDs not installed)")
+                break
             raise FleetError(f"cannot list {PLURALS[kind]}: {e}") from None
         got.sort(key=lambda o: ((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {})["name"]))
         objects += got
-    notes: list[str] = []
-    entries = []
     for obj in objects:
         meta = obj.get("metadata") or {}
         entry, problems = apiconfig.check_object(obj, schema=schema)
@@ -89,7 +119,7 @@ async def cluster_configs(api: Api, prefix: str = DEFAULT_PREFIX,
             continue
         entries.append(entry)
     if not entries:
-        raise FleetError("no valid SidecarConfig objects in the cluster: pass the configs with -c")
+        raise FleetError("no configs found in the cluster (" + "; ".join(notes) + "): pass them with -c")
     configs, dups = apiconfig.build_set(entries, prefix, schema.native_sidecars)
     notes += [f"{k} ignored: {v}" for k, v in dups.items()]
     return configs, notes
