@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
 from typing import Any
 
+from sidecar_injector import kubeschemas
 from sidecar_injector.core.config import HOST_NETWORK_MODES, RUN_TO_COMPLETION_MODES, SPEC_FIELDS
 from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 
@@ -82,8 +82,7 @@ _DESCRIPTIONS = {
 
 @functools.cache
 def _defs(kube_version: str) -> dict[str, Any]:
-    base = resources.files("kubernetes_validate") / "kubernetes-json-schema" / f"v{kube_version}-local-strict"
-    defs: dict[str, Any] = json.loads((base / "_definitions.json").read_text())["$defs"]
+    defs: dict[str, Any] = kubeschemas.load(kube_version)[1]["$defs"]
     return defs
 
 

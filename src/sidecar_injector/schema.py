@@ -2,22 +2,22 @@
 
 The apiserver decodes a patched pod non-strictly and drops unknown fields, so a typo such
 as ``restartPolicyy`` in a config would vanish silently in the cluster. We validate the
-config's fragments, wrapped in a Pod, against the strict Pod schema that
-``kubernetes-validate`` ships, reporting **every** error (not the first), and answer the
+config's fragments, wrapped in a Pod, against the strict Pod schema (kubernetes-validate's,
+pruned to what a Pod reaches: :mod:`sidecar_injector.kubeschemas`), reporting **every** error
+(not the first), and answer the
 core's other question: which JSON type a field has, so that a template standing in an
 integer or boolean field can be converted after rendering (see ``core.typing``).
 
-The schema is loaded once per Kubernetes version; ``kubernetes_validate.validate`` would
-re-read and re-compile it for every call.
+The schema is loaded and compiled once per Kubernetes version.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
 from typing import Any
 
+from sidecar_injector import kubeschemas
 from sidecar_injector.core.errors import ConfigError
 from sidecar_injector.core.parse import Path, PodSchema
 
@@ -31,9 +31,7 @@ _SCALARS = frozenset({"string", "integer", "number", "boolean"})
 
 
 def _known_versions() -> list[str]:
-    import kubernetes_validate  # loads its schema index: only when configs are loaded
-
-    return sorted(set(kubernetes_validate.utils.all_versions()), key=lambda v: [int(x) for x in v.split(".")])
+    return list(kubeschemas.versions())
 
 
 class _Schema:
@@ -43,9 +41,7 @@ class _Schema:
         import jsonschema
         from referencing import Registry, Resource
 
-        base = resources.files("kubernetes_validate") / "kubernetes-json-schema" / f"v{version}-local-strict"
-        pod = json.loads((base / "pod-v1.json").read_text())
-        defs = json.loads((base / "_definitions.json").read_text())
+        pod, defs = kubeschemas.load(version)
         registry: Registry[Any] = Resource.from_contents(defs) @ (Resource.from_contents(pod) @ Registry())
         self._validator = jsonschema.validators.Draft202012Validator(pod, registry=registry)
         self._pod = pod

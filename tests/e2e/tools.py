@@ -81,6 +81,22 @@ def ensure(name: str) -> Path:
     return find(name) or build(name)
 
 
+def for_tests(name: str) -> Path:
+    """The tool for a test: found, or built when ``CI=true`` (a skip there would hide the test);
+    elsewhere the test is skipped with the reason (``scripts/test`` builds both first)."""
+    import pytest
+
+    found = find(name)
+    if found is not None:
+        return found
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        try:
+            return build(name)
+        except ToolUnavailable as e:
+            pytest.fail(f"{name} is required in CI: {e}", pytrace=False)
+    pytest.skip(f"{name} not built: run `python tests/e2e/tools.py {name}` (needs Go), or set {TOOLS[name][2]}")
+
+
 if __name__ == "__main__":
     names = sys.argv[1:] or list(TOOLS)
     for n in names:
