@@ -101,6 +101,12 @@ class ManifestOptions:
     priority_class_name: str = "system-cluster-critical"
     """The webhook pods' PriorityClass: they sit on the pod-creation path, so they should be the
     last evicted and the first scheduled (the usual advice for admission webhooks). Empty: none."""
+    mode: str = "webhook"
+    """``webhook``: the server injects every config. ``policy``: only ``policies`` (no server,
+    Service, certificates or webhook). ``hybrid``: the webhook install, ``config_files`` holding
+    only the configs the policies do not deliver, plus ``policies`` (docs/policy.md)."""
+    policies: tuple[Manifest, ...] = ()
+    """The MutatingAdmissionPolicy and binding (``sidecar_injector.policy``) of modes policy and hybrid."""
 
 
 def _check(opts: ManifestOptions) -> None:
@@ -698,8 +704,17 @@ def _api_objects(opts: ManifestOptions) -> dict[str, Any]:
     }
 
 
+MODES = ("webhook", "policy", "hybrid")
+
+
 def render(opts: ManifestOptions) -> list[Manifest]:
     """Every object of an install, in apply order."""
+    if opts.mode not in MODES:
+        raise ManifestError(f"mode {opts.mode!r} is not one of {', '.join(MODES)}")
+    if opts.mode != "webhook" and not opts.policies:
+        raise ManifestError(f"mode {opts.mode} needs the compiled policies")
+    if opts.mode == "policy":
+        return list(opts.policies)
     _check(opts)
     api = _api_objects(opts)
     objects: list[Manifest] = [*api["crds"], namespace(opts), *service_accounts(opts), *api["rbac"],
@@ -718,4 +733,4 @@ def render(opts: ManifestOptions) -> list[Manifest]:
     ]
     if not opts.cert_manager:
         objects += [cert_network_policy(opts), *cert_jobs(opts)]
-    return objects
+    return objects + (list(opts.policies) if opts.mode == "hybrid" else [])

@@ -216,3 +216,75 @@ def test_server_side_dry_run_shows_the_policy_injection(control_plane: Any, api:
 def _kubectl_out(control_plane: Any, *args: str) -> str:
     return subprocess.run(["kubectl", f"--kubeconfig={control_plane.kubeconfig}", *args], text=True,
                           check=True, capture_output=True).stdout
+
+
+# -- manifests --mode policy | hybrid ----------------------------------------------------------
+
+HYBRID = Path(__file__).parent / "data" / "hybrid.yaml"
+
+
+def _manifests(*args: str) -> subprocess.CompletedProcess[str]:
+    import sys
+    return subprocess.run([sys.executable, "-m", "sidecar_injector", "manifests", "--image", "reg.example/si:1",
+                           *args], capture_output=True, text=True, check=True)
+
+
+def test_mode_policy_install_passes_a_server_side_dry_run(control_plane: Any) -> None:
+    out = _manifests("--mode", "policy", "-c", str(ROOT / "tests/golden/two-configs-order/config.yaml"))
+    done = subprocess.run(["kubectl", f"--kubeconfig={control_plane.kubeconfig}", "apply", "--dry-run=server",
+                           "-f", "-"], input=out.stdout, text=True, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == [
+        "mutatingadmissionpolicy.admissionregistration.k8s.io/sidecar-injector created (server dry run)",
+        "mutatingadmissionpolicybinding.admissionregistration.k8s.io/sidecar-injector created (server dry run)"]
+    assert not done.stderr, done.stderr  # no warnings either
+
+
+def _strip_hash(d: Any) -> Any:
+    d = json.loads(json.dumps(d))
+    st = json.loads(d["metadata"]["annotations"][STATUS])
+    d["metadata"]["annotations"][STATUS] = {k: v for k, v in st.items() if k != "hash"}
+    return d
+
+
+def test_hybrid_gives_the_webhook_only_pod(control_plane: Any, api: Any, injector: Any, register_webhook: Any,
+                                           tmp_path: Path) -> None:
+    """The same pods through the webhook alone (every config) and through the hybrid install (the
+    policy delivers hello-sidecar, the webhook, holding only node-agent, the rest): equal but for
+    the status hash (the webhook chains the policy's) ."""
+    from sidecar_injector.cli.manifests import webhook_files
+    from sidecar_injector.policy import delivery_plan
+
+    configs = load_configs(HYBRID)
+    plan = delivery_plan(configs)
+    assert (plan.policy, plan.webhook) == (("hello-sidecar",), ("node-agent",))
+    whole = register_webhook(injector(HYBRID))
+    ns_a = whole.namespace("whole")
+    (tmp_path / "webhook-part").mkdir()
+    for key, text in webhook_files({HYBRID.name: HYBRID.read_text()}, set(plan.webhook)).items():
+        (tmp_path / "webhook-part" / key).write_text(text)
+    part = register_webhook(injector(tmp_path / "webhook-part"))
+    pid = f"pol{next(_ids)}"
+    compiled = compile_set(configs, name=pid, only=set(plan.policy),
+                           selector={"matchLabels": {"e2e.sidecar-injector.io/hook": part.hook_id}})
+    ns_b = part.namespace("hybrid")
+    _apply_policy(control_plane, compiled)
+    try:
+        _wait_until(api, ns_b, lambda p: json.loads((p["metadata"].get("annotations") or {}).get(STATUS, "{}"))
+                    .get("injected") == ["hello-sidecar", "node-agent"])
+        bodies = [pod("plain"), pod("labelled", labels={"foo": "mine"}),
+                  pod("excluded", annotations={"sidecar-injector.io/exclude": "hello-sidecar"}),
+                  pod("opted-out", labels={"sidecar-injector.io/inject": "false"})]
+        for body in bodies:
+            a = normalize(create_pod(api, ns_a, body), ns_a)
+            b = normalize(create_pod(api, ns_b, body), ns_b)
+            if STATUS in a["metadata"].get("annotations", {}):
+                assert _strip_hash(a) == _strip_hash(b), (body["metadata"]["name"], a, b)
+            else:
+                assert a == b
+        stored = read_pod(api, ns_b, "plain")
+        assert [c["name"] for c in stored["spec"]["containers"]] == ["app", "hello-sidecar", "node-agent"]
+        audit = control_plane.audit_annotations(ns_b, "plain")
+        print(f"\n[hybrid] audit of the hybrid creation: {sorted(audit)}")
+    finally:
+        _delete_policy(control_plane, pid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="a SidecarConfig YAML file, or a directory of them (default: the built-in example)",
     )
     p.add_argument(
+        "--mode",
+        choices=manifests.MODES,
+        default="webhook",
+        help="webhook (default): the server injects every config; policy: only a MutatingAdmissionPolicy "
+        "and binding (no server, Service, certificates or webhook; the configs that do not compile are "
+        "named and refused); hybrid: the policy for the configs it can deliver, the webhook for the rest "
+        "(docs/policy.md)",
+    )
+    p.add_argument(
         "--failure-policy",
         choices=manifests.FAILURE_POLICIES,
-        default="Ignore",
-        help="Ignore (default): pods are created without the sidecar while the injector is down; "
-        "Fail: pod creation fails instead",
+        default=None,
+        help="the webhook's: Ignore (default): pods are created without the sidecar while the injector is "
+        "down; Fail: pod creation fails instead. The policy's: Fail by default (docs/policy.md)",
     )
     p.add_argument(
         "--cert-manager",
@@ -75,22 +85,86 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     config_files = read_config_files(args.config)
+    mode, policies, config_files = _delivery(args, config_files)
     opts = manifests.ManifestOptions(
         namespace=args.namespace,
         image=args.image,
         config_files=config_files,
-        failure_policy=args.failure_policy,
+        failure_policy=args.failure_policy or "Ignore",
+        mode=mode,
+        policies=tuple(policies),
         cert_manager=args.cert_manager,
         name=args.name,
         replicas=args.replicas,
         priority_class_name=args.priority_class_name,
     )
     objects = manifests.render(opts)
+    if mode == "policy":
+        if args.monitoring:
+            raise manifests.ManifestError("--monitoring needs the webhook server (--mode webhook or hybrid)")
+        if args.kustomize:
+            write_kustomize(args.kustomize, objects, {})
+        else:
+            print(policy_header(args.namespace) + dump_all(objects), end="")
+        return 0
     if args.kustomize:
         write_kustomize(args.kustomize, objects, config_files, monitoring.render(opts))
     else:
         print(dump_all(objects + (monitoring.render(opts) if args.monitoring else [])), end="")
     return 0
+
+
+def policy_header(namespace: str) -> str:
+    return (f"# sidecar-injector --mode policy: no server, Service, certificates or webhook. Injection\n"
+            f"# happens in namespaces labelled {manifests.NAMESPACE_LABEL}=enabled (never kube-system,\n"
+            f"# kube-public, kube-node-lease): kubectl label namespace NS {manifests.NAMESPACE_LABEL}=enabled\n")
+
+
+def _delivery(args: argparse.Namespace, config_files: dict[str, str]) -> tuple[str, list[Any], dict[str, str]]:
+    """(mode, policy objects, the ConfigMap's files) for ``--mode``; hybrid with nothing to split
+    becomes the policy or the webhook install, said on stderr."""
+    mode = getattr(args, "mode", "webhook")
+    if mode == "webhook":
+        return mode, [], config_files
+    from sidecar_injector import policy
+
+    configs = configload.load_configs(args.config or configload.BUILTIN_EXAMPLE)
+    fp = args.failure_policy or "Fail"
+    if mode == "policy":
+        compiled = policy.compile_set(configs, name=args.name, failure_policy=fp,
+                                      selector=policy.namespace_selector(configs.prefix))
+        if compiled.unsupported:
+            lines = "\n".join(f"  webhook-only: {u}" for u in compiled.unsupported)
+            raise manifests.ManifestError(f"--mode policy: these configs do not compile (use --mode hybrid, "
+                                          f"or drop them):\n{lines}")
+        return mode, compiled.objects(), config_files
+    plan = policy.delivery_plan(configs)
+    for d in plan.deliveries:
+        if d.hybrid == "webhook":
+            print(f"sidecar-injector: hybrid: {d.config} by the webhook: {d.hybrid_reason}", file=sys.stderr)
+    if not plan.webhook:
+        print("sidecar-injector: hybrid: every config compiles: the policy install (no webhook)", file=sys.stderr)
+        return _delivery(argparse.Namespace(**{**vars(args), "mode": "policy"}), config_files)
+    if not plan.policy:
+        return "webhook", [], config_files
+    compiled = policy.compile_set(configs, name=args.name, failure_policy=fp, only=set(plan.policy),
+                                  selector=policy.namespace_selector(configs.prefix, args.namespace))
+    return mode, compiled.objects(), webhook_files(config_files, set(plan.webhook))
+
+
+def webhook_files(config_files: dict[str, str], keep: set[str]) -> dict[str, str]:
+    """The ConfigMap's files holding only the SidecarConfigs named in ``keep``: a file whose
+    documents are all kept stays byte for byte, one with none is left out, a mixed one is
+    rewritten with the kept documents only (its comments are lost)."""
+    out: dict[str, str] = {}
+    for key, text in config_files.items():
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        kept = [d for d in docs if isinstance(d, dict) and (d.get("metadata") or {}).get("name") in keep]
+        if len(kept) == len(docs):
+            out[key] = text
+        elif kept:
+            out[key] = "# The configs of this file the webhook delivers (manifests --mode hybrid)\n" + dump_all(kept)
+    return out
 
 
 def read_config_files(path: Path | None) -> dict[str, str]:

@@ -4,6 +4,17 @@ Pure like :mod:`sidecar_injector.core` (no I/O; enforced by import-linter): a Co
 Kubernetes objects (dicts) and the reasons a config stays webhook-only out. See docs/policy.md.
 """
 
-from sidecar_injector.policy.compile import CompiledSet, Unsupported, compile_set, unsupported
+from sidecar_injector.policy.compile import (
+    MODES,
+    CompiledSet,
+    Delivery,
+    DeliveryPlan,
+    Unsupported,
+    compile_set,
+    delivery_plan,
+    namespace_selector,
+    unsupported,
+)
 
-__all__ = ["CompiledSet", "Unsupported", "compile_set", "unsupported"]
+__all__ = ["MODES", "CompiledSet", "Delivery", "DeliveryPlan", "Unsupported", "compile_set", "delivery_plan",
+           "namespace_selector", "unsupported"]
