@@ -142,3 +142,25 @@ def test_cluster_configs_read_the_install_configmap_first_and_objects_after_file
     assert cs.by_name["envoy"].source == "ClusterSidecarConfig envoy"
     assert notes == ["ConfigMap sidecar-injector/sidecar-injector-config not found: configs from the SidecarConfig "
                      "objects only"]
+
+
+def test_fleet_watch_counts_per_config_and_events_only_for_pods_never_injected() -> None:
+    two = configs(cfg("envoy", injectByDefault=True, containers=[SIDECAR]),
+                  cfg("tracer", injectByDefault=True, containers=[{"name": "otel", "image": "otel:1"}]))
+    watch = kube_fleet.FleetWatch(FakeApi({}), None, lambda: two, lambda _: None,  # type: ignore[arg-type]
+                                  webhook_config="sidecar-injector")
+    pods = [
+        _pod("shop", "api-1", injected=True, owner=("ReplicaSet", "api-5d7")),  # envoy up to date, tracer added later
+        _pod("shop", "late", injected=False),                                   # never injected: the silent miss
+        _pod("off", "quiet", injected=False),
+    ]
+    labels = {"shop": {"on": "yes"}, "off": {}}
+    from sidecar_injector.core.selector import parse_selector
+
+    counts, missing = watch._judge(pods, labels, parse_selector({"matchLabels": {"on": "yes"}}, "s"), two)
+    assert counts == {("envoy", "up-to-date"): 1, ("envoy", "missing"): 1, ("tracer", "missing"): 2,
+                      ("envoy", "stale"): 0, ("envoy", "unexpected"): 0, ("tracer", "up-to-date"): 0,
+                      ("tracer", "stale"): 0, ("tracer", "unexpected"): 0}
+    assert [(p["metadata"]["name"], gone) for p, gone in missing] == [("late", ["envoy", "tracer"])]
+    # Judged again when the namespace selection changes (cached per resourceVersion, config set, selection).
+    assert watch._judge(pods, labels, None, two)[0][("tracer", "missing")] == 3

@@ -315,9 +315,10 @@ EVENT_REASON = "SidecarMissing"
 class FleetWatch:
     """Watches every pod and namespace, classifies each pod against the configs in force (cached
     per pod resourceVersion and config set), hands ``publish`` the count per (config, state), and
-    records a Warning Event on the owning workload of each pod found missing a config (once per
-    pod: the Event's name is derived from the pod's uid, so replicas and restarts do not repeat
-    it while it lives). Judgements run in a worker thread: the webhook's loop never waits."""
+    records a Warning Event on the owning workload of each pod the webhook never injected (no
+    status annotation) that the configs in force would inject (once per pod: the Event's name is
+    derived from the pod's uid, so replicas and restarts do not repeat it while it lives).
+    Judgements run in a worker thread: the webhook's loop never waits."""
 
     def __init__(self, api: Api, log: Any, configs: Callable[[], ConfigSet],
                  publish: Callable[[dict[tuple[str, str], int]], None], *, webhook_config: str,
@@ -366,8 +367,10 @@ class FleetWatch:
             for c in state.configs:
                 if c.state in METRIC_STATES and c.config in known:
                     counts[(c.config, c.state)] = counts.get((c.config, c.state), 0) + 1
+            # An Event only for a pod the webhook never injected at all (no status annotation): the
+            # silent miss. One injected before a config existed is `missing` too, but no Event.
             gone = [c.config for c in state.configs if c.state == fleet.MISSING]
-            if gone:
+            if gone and configs.status_key not in (m.get("annotations") or {}):
                 missing.append((p, gone))
         self._cache = cache
         for name in known:  # every config in force appears, at zero if need be

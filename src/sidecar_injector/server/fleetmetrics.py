@@ -55,6 +55,8 @@ class FleetMetrics:
         api = Api(load_config(self.kubeconfig))
         self.watch = FleetWatch(api, self.log, lambda: self.state.configs, self.publish,
                                 webhook_config=self.webhook_config, identity=identity())
+        while not self.state.loaded:  # --config-source kubernetes: the first list is not in yet
+            await asyncio.sleep(0.5)
         self.log.info("fleet metrics: watching pods", webhook_config=self.webhook_config)
         try:
             await self.watch.run()
