@@ -187,3 +187,24 @@ def test_hybrid_rule_order_and_interactions(tmp_path: Path) -> None:
 
 def _none() -> Any:
     raise AssertionError("no such config")
+
+
+def test_explain_says_the_delivery_per_mode() -> None:
+    import json
+    pods = ("apiVersion: v1\nkind: Pod\nmetadata: {name: plain}\nspec: {containers: [{name: a, image: a}]}\n---\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: own}\nspec: {containers: [{name: hello-sidecar, image: a}]}\n")
+    run = [sys.executable, "-m", "sidecar_injector", "explain", "-f", "-", "-c", str(HYBRID)]
+    text = subprocess.run(run, input=pods, capture_output=True, text=True)
+    assert text.returncode == 0, text.stderr
+    assert "delivery by install mode (manifests --mode webhook | policy | hybrid):" in text.stdout
+    assert "  hello-sidecar: webhook: webhook; policy: policy; hybrid: policy\n" in text.stdout
+    assert "  node-agent: webhook: webhook; policy: none; hybrid: webhook\n" in text.stdout
+    assert "    policy: not delivered: webhook-only: spec.containers[0].ports[0]: a host port" in text.stdout
+    assert "leaves this pod alone: it declares a container named 'hello-sidecar'" in text.stdout
+    records = json.loads(subprocess.run([*run, "-o", "json"], input=pods, capture_output=True, text=True).stdout)
+    plain, own = records
+    assert plain["policyDeclines"] is None and "hello-sidecar" in own["policyDeclines"]
+    d = {x["config"]: x["delivery"] for x in plain["decisions"]}
+    assert d["hello-sidecar"]["hybrid"] == {"delivery": "policy", "reason": "compiles, and the split is safe"}
+    assert d["node-agent"]["policy"]["delivery"] == "none"
+    assert d["node-agent"]["hybrid"]["reason"].startswith("webhook-only: spec.containers[0].ports[0]")

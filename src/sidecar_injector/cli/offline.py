@@ -34,6 +34,7 @@ from sidecar_injector.core.admission import review
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import InputError, InvalidReview
 from sidecar_injector.core.workloads import PodInjection
+from sidecar_injector.policy import policy_declines
 from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.yamlio import emit
 from sidecar_injector.yamlio.stream import Source, join, read_sources
@@ -198,9 +199,17 @@ def _read_bytes(name: str) -> bytes:
         raise InputError(f"{name}: cannot read: {e}") from None
 
 
-def _explain_record(p: PodInjection, configs: ConfigSet) -> dict[str, Any]:
+def _delivery(configs: ConfigSet) -> tuple[Any, tuple[str, ...]]:
+    """Each config's delivery per install mode (manifests --mode), and the compiled sidecars."""
+    from sidecar_injector.policy import compile_set, delivery_plan
+
+    return delivery_plan(configs), compile_set(configs).sidecar_names
+
+
+def _explain_record(p: PodInjection, configs: ConfigSet, delivery: Any = None) -> dict[str, Any]:
     r = p.result
     stale = staleness(p.before, p.namespace, configs)
+    plan, sidecars = delivery or _delivery(configs)
     return {
         "kind": p.kind,
         "name": p.name,
@@ -210,9 +219,11 @@ def _explain_record(p: PodInjection, configs: ConfigSet) -> dict[str, Any]:
         "skipReason": r.skip_reason or None,
         "decisions": [
             {"config": d.config, "decision": "injected" if d.injected else "skipped", "reason": d.reason,
-             "message": d.message, "requested": d.requested, "conflicts": list(d.conflicts)}
+             "message": d.message, "requested": d.requested, "conflicts": list(d.conflicts),
+             "delivery": (lambda dv: dv.modes() if dv else None)(plan.of(d.config))}
             for d in r.decisions
         ],
+        "policyDeclines": policy_declines(p.before, configs, sidecars) or None,
         "warnings": [*p.notes, *r.warnings],
         "status": None if stale is None else {
             "state": stale.state, "injectedHash": stale.injected_hash or None,
@@ -244,7 +255,8 @@ def _status_line(st: dict[str, Any]) -> str:
 def run_explain(args: argparse.Namespace) -> int:
     configs = _configs(args)
     run = inject_sources(read_sources(args.filename, args.recursive), configs, args.namespace, convert_all=False)
-    records = [_explain_record(p, configs) for r in run.docs for p in r.pods]
+    delivery = _delivery(configs)
+    records = [_explain_record(p, configs, delivery) for r in run.docs for p in r.pods]
     failures = run.failures
     stale = sum(1 for rec in records if rec["status"] and rec["status"]["state"] != "up to date")
     warnings = sum(len(rec["warnings"]) for rec in records)
@@ -268,6 +280,8 @@ def run_explain(args: argparse.Namespace) -> int:
                 mark = "+" if d["decision"] == "injected" else "-"
                 how = " (requested)" if d["requested"] else ""
                 print(f"  {mark} {d['config']}{how}: {d['reason']}: {d['message']}")
+            if rec["policyDeclines"]:
+                print(f"  policy (--mode policy/hybrid) leaves this pod alone: {rec['policyDeclines']}")
             for w in rec["warnings"]:
                 print(f"  warning: {w}")
             if rec["diff"]:
@@ -275,6 +289,15 @@ def run_explain(args: argparse.Namespace) -> int:
                 for line in rec["diff"].splitlines():
                     print(f"    {line}")
             print()
+    if args.output != "json" and records:
+        print("delivery by install mode (manifests --mode webhook | policy | hybrid):")
+        for dv in delivery[0].deliveries:
+            modes = dv.modes()
+            print(f"  {dv.config}: webhook: webhook; policy: {modes['policy']['delivery']}; "
+                  f"hybrid: {modes['hybrid']['delivery']}")
+            for mode in ("policy", "hybrid"):
+                if modes[mode]["delivery"] != "policy":
+                    print(f"    {mode}: {modes[mode]['reason']}")
     code = _report_failures(failures)
     if args.fail_on_stale and stale:
         print(f"sidecar-injector: {stale} injected object(s) not up to date with the current configs "

@@ -13,8 +13,9 @@ from sidecar_injector.policy.compile import (
     compile_set,
     delivery_plan,
     namespace_selector,
+    policy_declines,
     unsupported,
 )
 
 __all__ = ["MODES", "CompiledSet", "Delivery", "DeliveryPlan", "Unsupported", "compile_set", "delivery_plan",
-           "namespace_selector", "unsupported"]
+           "namespace_selector", "policy_declines", "unsupported"]

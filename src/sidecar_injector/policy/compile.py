@@ -720,3 +720,20 @@ def delivery_plan(configs: ConfigSet) -> DeliveryPlan:
         Delivery(c.name, not why[c.name], reason[c.name], "webhook" if c.name in hybrid_why else "policy",
                  hybrid_why.get(c.name, ""))
         for c in configs.configs), problem)
+
+
+def policy_declines(pod: Any, configs: ConfigSet, sidecars: Collection[str]) -> str:
+    """Why the compiled policy leaves this pod alone by design ("" when it does not): see the
+    match conditions ``not-injected-yet`` and ``declares-no-sidecar`` of :func:`compile_set`."""
+    meta = pod.get("metadata") if isinstance(pod, dict) else None
+    ann = meta.get("annotations") if isinstance(meta, dict) else None
+    if isinstance(ann, dict) and configs.status_key in ann:
+        return ("it arrives with the status annotation (injected before): the policy never touches such a pod "
+                "(CEL has no sha256 to chain the hash); the webhook injects what is missing")
+    spec = pod.get("spec") if isinstance(pod, dict) else None
+    for key in ("initContainers", "containers"):
+        for c in (spec.get(key) if isinstance(spec, dict) else None) or []:
+            if isinstance(c, dict) and c.get("name") in sidecars:
+                return (f"it declares a container named {c['name']!r} like a sidecar: the webhook merges it field "
+                        "by field, which CEL cannot; the policy leaves the pod alone")
+    return ""
