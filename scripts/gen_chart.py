@@ -7,7 +7,8 @@ a namespace, an image, an extra label, ...), dumped as ``manifests`` dumps them,
 sentinel is replaced by the Helm expression of its value. Objects present only with the
 certificate Job or only with cert-manager are wrapped in the matching condition. What only the
 chart has (nodeSelector, tolerations, affinity, podAnnotations, the optional Helm hook on the
-certificate Job) is inserted at fixed places. values.yaml is written from VALUES, and
+certificate Job, ``helm.sh/resource-policy: keep`` on the CRDs and the Namespace) is
+inserted at fixed places. values.yaml is written from VALUES, and
 files/example.yaml is the built-in example (the ConfigMap's file when sidecarConfigs is empty);
 Chart.yaml, values.schema.json and NOTES.txt are
 written by hand.
@@ -121,6 +122,15 @@ def _job_hook(text: str) -> str:
                         "  {{- end }}\n")
 
 
+def _keep(text: str) -> str:
+    """Objects ``helm uninstall`` leaves: the CRDs (deleting one deletes every SidecarConfig of
+    every team) and the Namespace (it may have existed before, adopted with --take-ownership).
+    The only annotation the chart adds to what ``manifests`` renders."""
+    first = text.index("\n  name: ") + 1
+    end = text.index("\n", first) + 1
+    return text[:end] + "  annotations:\n    helm.sh/resource-policy: keep\n" + text[end:]
+
+
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
     return obj["kind"], obj["metadata"]["name"]
 
@@ -151,6 +161,8 @@ def templates() -> dict[str, str]:
             text = _ca_injection(text)
         if kind == "Job":
             text = _job_hook(text)
+        if kind in ("CustomResourceDefinition", "Namespace"):
+            text = _keep(text)
         condition = None
         if kind == "CustomResourceDefinition":
             condition = ".Values.crds.install"

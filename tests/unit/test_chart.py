@@ -42,13 +42,22 @@ def helm() -> Path:
     return tools.for_tests("helm")
 
 
+KEEP = {"helm.sh/resource-policy": "keep"}
+
+
 def helm_template(helm: Path, values: dict[str, Any] | None = None, namespace: str = NS) -> list[dict[str, Any]]:
+    """The chart's objects, less the one annotation only the chart adds (``helm.sh/resource-policy:
+    keep`` on the CRDs and the Namespace, checked here)."""
     args = [str(helm), "template", "release", str(CHART), "--namespace", namespace]
     for key, value in (values or {}).items():
         args += ["--set-json", f"{key}={json.dumps(value)}"]
     out = subprocess.run(args, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    objects = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    for obj in objects:
+        if obj["kind"] in ("CustomResourceDefinition", "Namespace"):
+            assert obj["metadata"].pop("annotations") == KEEP, _key(obj)
+    return objects
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str, str]:

@@ -45,6 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InjectorError as e:
         print(f"sidecar-injector: error: {e}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").split(".")[0]
+        if not missing or missing == "sidecar_injector":
+            raise
+        # A dependency left out of this environment (an install with --no-deps, a trimmed image):
+        # one line, not a traceback.
+        print(f"sidecar-injector: error: {args.command} needs the Python package '{missing}', which is not "
+              f"installed here: reinstall with `pip install sidecar-injector` (with its dependencies)",
+              file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:

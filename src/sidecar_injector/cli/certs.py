@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         ),
     )
     p.add_argument("--service", required=True, metavar="NAME", help="the webhook's Service name")
-    p.add_argument("--namespace", required=True, metavar="NS", help="the Service's namespace")
+    p.add_argument("-n", "--namespace", required=True, metavar="NS", help="the Service's namespace")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--out-dir", type=Path, metavar="DIR", help="write ca.crt, ca.key, tls.crt, tls.key here")
     mode.add_argument("--apply", action="store_true", help="fill or renew the Secret and caBundle in-cluster")

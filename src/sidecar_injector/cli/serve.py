@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "start and the path of its CA bundle printed."
         ),
     )
-    p.add_argument("--config", metavar="PATH",
+    p.add_argument("-c", "--config", metavar="PATH",
                    help="SidecarConfig YAML file or directory (reloaded on change)")
     p.add_argument("--config-source", choices=("file", "kubernetes", "both"),
                    help="where SidecarConfigs come from: file (--config), kubernetes (list and watch the "
