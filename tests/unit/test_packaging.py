@@ -1,4 +1,5 @@
-"""Issue 13's small things: LICENSE, the lock file, the Dockerfile, generated YAML, short flags, a missing dependency."""
+"""Issue 13's small things: LICENSE, the lock file, the Dockerfile, generated YAML, short flags, a missing
+dependency."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
         req = Requirement(spec)
         name = canonicalize_name(req.name)
         assert name in locked, f"{req.name} is not in requirements.lock: run scripts/lock"
-        assert req.specifier.contains(locked[name][0], prereleases=True), f"{name} {locked[name][0]} not {req.specifier}"
+        version = locked[name][0]
+        assert req.specifier.contains(version, prereleases=True), f"{name} {version} not {req.specifier}"
     # The full schemas and the test tools stay out of the runtime.
     for test_only in ("kubernetes-validate", "kubernetes", "pytest", "hypothesis"):
         assert test_only not in locked
