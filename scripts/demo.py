@@ -90,8 +90,9 @@ def main() -> int:
     print(f"\nserver stopped on SIGTERM with exit code {server.returncode}")
     ok = server.returncode == 0 and response["allowed"] and "foo" in json.dumps(json.loads(
         base64.b64decode(response["patch"])))
-    print("\nNext: scripts/quickstart --serve keeps it running; `sidecar-injector --help` lists the commands;"
-          " scripts/test runs every test.")
+    print("\nNext: scripts/quickstart --serve keeps it running; scripts/test runs every test.\n"
+          "The command is in .venv/bin: `.venv/bin/sidecar-injector --help` lists the commands, or put it on\n"
+          'your PATH for this shell with `export PATH="$PWD/.venv/bin:$PATH"` (or `source .venv/bin/activate`).')
     return 0 if ok else 1
 
 
