@@ -12,7 +12,8 @@ reports:
 - cold start to ready: ``sidecar-injector serve`` on the built-in example with a self-signed
   certificate, from the process start to ``/readyz`` answering 200 (median of 5).
 
-    .venv/bin/python bench/runtime_size.py [--slim] [--lock] [--keep DIR]
+    .venv/bin/python bench/runtime_size.py [--slim] [--lock] [--keep DIR] [--no-timing]
+    .venv/bin/python bench/runtime_size.py --timing-only DIR     # time a kept venv again
 
 A benchmark, not a test: ``tests/unit/test_runtime.py`` checks the budget on the same numbers.
 """
@@ -117,7 +118,12 @@ def main() -> int:
     ap.add_argument("--lock", action="store_true", help="install from requirements.lock with --require-hashes")
     ap.add_argument("--keep", type=Path, help="build the venv here and keep it")
     ap.add_argument("--no-timing", action="store_true", help="sizes only")
+    ap.add_argument("--timing-only", type=Path, metavar="VENV", help="time an existing venv (made with --keep)")
     args = ap.parse_args()
+    if args.timing_only:
+        print(f"import sidecar_injector.server.run: {import_time(args.timing_only) * 1000:.0f} ms (median of 5)")
+        print(f"cold start to ready (serve, self-signed): {cold_start(args.timing_only) * 1000:.0f} ms (median of 5)")
+        return 0
     tmp = None
     if args.keep:
         venv = args.keep
