@@ -90,6 +90,7 @@ ENV_NAMES = ["LOG_LEVEL", "PROXY_PORT", "VAULT_ADDR", "POD_NS"]
 CONFIG_NAMES = ["envoy", "log-shipper", "vault", "metrics", "hello.v2"]
 SECRET_NAMES = ["regcred", "mirror-cred"]
 
+TEMPLATE_READ_ANNOTATIONS = {"envoy.version", "odd~key", "agent.example.com/tag"}
 IMAGES = [
     "busybox:1.36",
     "envoyproxy/envoy:{{ annotations['envoy.version'] | default('v1.31.0') }}",
@@ -167,6 +168,11 @@ def pods(draw: st.DrawFn, *, valid: bool = False, min_containers: int = 0, reque
         max_size=4,
     )
     annotations = _three_way(draw, annotation_maps, {})
+    if isinstance(annotations, dict):
+        # The values templates read end up in images: keep them ones the apiserver accepts there
+        # (no leading or trailing whitespace); a bad rendered value is tested in tests/unit.
+        for key in TEMPLATE_READ_ANNOTATIONS & set(annotations):
+            annotations[key] = annotations[key].strip()
     if requests and draw(st.integers(0, 2)) > 0:
         annotations = {} if annotations is ... else dict(annotations)
         names = draw(st.lists(st.sampled_from([*CONFIG_NAMES, *CONFIG_NAMES, "no-such-config"]), max_size=3))
