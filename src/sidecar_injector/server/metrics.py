@@ -76,6 +76,9 @@ __all__ = ["CONTENT_TYPE", "Metrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
+# Process-wide, and before any metric of any registry is made: no counter exports `_created`.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 # The operations an AdmissionReview can carry; anything else is counted as "other".
 _OPERATIONS = {op: op for op in ("CREATE", "UPDATE", "DELETE", "CONNECT")}
 _OPERATIONS[""] = "unknown"
@@ -95,7 +98,6 @@ class Metrics:
     """The server's metrics. ``admission()`` is on the hot path: label children are cached."""
 
     def __init__(self) -> None:
-        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide: no `_created` series
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
