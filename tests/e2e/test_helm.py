@@ -13,6 +13,7 @@ Namespace (``helm.sh/resource-policy: keep``). ``helm`` is built from the Go mod
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -115,3 +116,11 @@ def test_helm_install_creates_every_object_and_registers_the_webhook(control_pla
         time.sleep(0.5)
     assert _kubectl_get(control_plane, "customresourcedefinitions", "sidecarconfigs.sidecar-injector.io", None)
     assert _kubectl_get(control_plane, "namespaces", NS, None) is not None
+    # Leave the shared control plane as the other tests expect it: CRDs kept by Helm (no
+    # last-applied annotation) would make test_install's `kubectl apply` warn.
+    kubectl = [str(shutil.which("kubectl")), "--kubeconfig", str(control_plane.kubeconfig)]
+    subprocess.run([*kubectl, "delete", "customresourcedefinitions", "sidecarconfigs.sidecar-injector.io",
+                    "clustersidecarconfigs.sidecar-injector.io", "--ignore-not-found"],
+                   capture_output=True, text=True, timeout=120, check=True)
+    subprocess.run([*kubectl, "delete", "namespace", NS, "--wait=false", "--ignore-not-found"],
+                   capture_output=True, text=True, timeout=60, check=True)

@@ -209,6 +209,8 @@ def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> Re
     doc = None if configs.review_full_pod else skeleton.decode(body)
     if doc is not None and configs.review_sidecar_names and skeleton.declares_any(doc, configs.review_sidecar_names):
         doc = None  # a sidecar the pod declares is merged field by field: that needs its fields
+    if doc is not None and not skeleton.has_metadata(doc):
+        doc = None  # whether metadata was empty is recorded (for uninject): the skeleton drops keys
     full = doc is None
     api_version, request = parse(body) if full else _check(doc)
     uid: str = request["uid"]

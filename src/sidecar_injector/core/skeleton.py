@@ -120,3 +120,11 @@ def declares_any(doc: dict[str, Any], names: frozenset[str]) -> bool:
             if c.get("name") in names:
                 return True
     return False
+
+
+def has_metadata(doc: dict[str, Any]) -> bool:
+    """Whether the skeleton's pod has non-empty metadata (every real pod has a name or a
+    generateName). The skeleton keeps only the keys injection reads, so an empty skeleton
+    metadata may stand for one that is not empty: the status record would differ."""
+    obj = (doc.get("request") or {}).get("object") or {}
+    return bool(obj.get("metadata"))
