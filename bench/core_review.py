@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
+from sidecar_injector.config.schema import pod_schema
 from sidecar_injector.core.admission import review
 from sidecar_injector.core.parse import parse_configs
-from sidecar_injector.schema import pod_schema
 
 HERE = Path(__file__).parent
 SHARED_CONFIG = HERE.parent.parent / "shared" / "bench" / "config.yaml"

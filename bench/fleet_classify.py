@@ -11,11 +11,11 @@ import copy
 import time
 from typing import Any
 
+from sidecar_injector.config.schema import pod_schema
 from sidecar_injector.core import fleet
 from sidecar_injector.core.inject import inject
 from sidecar_injector.core.parse import parse_configs
 from sidecar_injector.core.patch import strip_empty
-from sidecar_injector.schema import pod_schema
 
 
 def configs(image: str) -> Any:

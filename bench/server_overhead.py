@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sidecar_injector import configload
+from sidecar_injector.config import configload
 from sidecar_injector.core.admission import review
 from sidecar_injector.server.app import State, WebhookApp
 from sidecar_injector.server.http import Connections, HttpProtocol, Limits

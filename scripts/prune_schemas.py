@@ -3,7 +3,7 @@
 
 The upstream data is kubernetes-validate's (``kubernetes-json-schema/v<version>-local-strict/``:
 ``pod-v1.json`` and ``_definitions.json``, every kind of every Kubernetes version, 108 MB
-installed). The config loader validates fragments wrapped in a Pod, and ``crd.py`` converts
+installed). The config loader validates fragments wrapped in a Pod, and ``config/crd.py`` converts
 the same Pod schema, so each supported version needs only ``pod-v1.json`` and the closure of
 its ``$ref``s in ``_definitions.json``: written, sorted and compact, gzipped without a
 timestamp (byte-for-byte reproducible), to ``src/sidecar_injector/kubeschemas/v<version>.json.gz``

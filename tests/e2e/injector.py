@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sidecar_injector import certs
+from sidecar_injector.install import certs
 
 from . import pki
 from .controlplane import free_ports, on_terminate, tail
@@ -33,7 +33,7 @@ START_TIMEOUT = 30.0
 
 
 def make_ca() -> tuple[bytes, bytes]:
-    """The webhook CA, from the project's own ``sidecar_injector.certs``: the e2e tests
+    """The webhook CA, from the project's own ``sidecar_injector.install.certs``: the e2e tests
     exercise the certificates users get."""
     return certs.generate_ca(common_name="sidecar-injector-e2e-webhook-ca", days=7)
 

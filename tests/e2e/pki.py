@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sidecar_injector import certs
+from sidecar_injector.install import certs
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -39,7 +39,7 @@ def _validity(days: int) -> tuple[datetime.datetime, datetime.datetime]:
 
 
 def make_ca(common_name: str, days: int = 7) -> tuple[bytes, bytes]:
-    """A self-signed CA: (cert_pem, key_pem), the project's own (``sidecar_injector.certs``)."""
+    """A self-signed CA: (cert_pem, key_pem), the project's own (``sidecar_injector.install.certs``)."""
     return certs.generate_ca(common_name=common_name, days=days)
 
 

@@ -22,7 +22,8 @@ import kubernetes.client
 import pytest
 from kubernetes.client.rest import ApiException
 
-from sidecar_injector import apimanifests, crd
+from sidecar_injector.config import crd
+from sidecar_injector.install import apimanifests
 
 from . import webhooks
 from .controlplane import ControlPlane, _kill_group

@@ -21,7 +21,7 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-from sidecar_injector import apimanifests
+from sidecar_injector.install import apimanifests
 
 from .injector import InjectorServer
 from .test_fleet import CONFIG, deployment, list_pods, new_image_served, wait_until

@@ -20,7 +20,8 @@ import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
-from sidecar_injector import apimanifests, crd
+from sidecar_injector.config import crd
+from sidecar_injector.install import apimanifests
 
 from .test_fleet import CONFIG, FakeKubelet, cli, deployment, new_image_served, rolled_out, template_stamp, wait_until
 

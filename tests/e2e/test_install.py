@@ -37,7 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes.client.rest import ApiException
 
-from sidecar_injector import certs, configload, manifests
+from sidecar_injector.config import configload
+from sidecar_injector.install import certs, manifests
 
 from . import webhooks
 from .controlplane import ControlPlane

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
-from sidecar_injector.configload import load_configs
+from sidecar_injector.config.configload import load_configs
 from sidecar_injector.policy import compile_set
 
 from .webhooks import create_pod, pod

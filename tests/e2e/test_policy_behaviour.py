@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from kubernetes.client.rest import ApiException
 
-from sidecar_injector.configload import load_configs
+from sidecar_injector.config.configload import load_configs
 from sidecar_injector.policy import compile_set
 
 from .appender import CONTAINER, AppenderWebhook

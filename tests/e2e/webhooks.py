@@ -1,6 +1,6 @@
 """Registering a MutatingWebhookConfiguration and waiting until the apiserver calls it.
 
-The configuration is the one the project's manifests ship (``sidecar_injector.manifests``): CREATE
+The configuration is the one the project's manifests ship (``sidecar_injector.install.manifests``): CREATE
 of pods only, ``sideEffects: None``, a ``namespaceSelector`` requiring the enabling label and
 excluding the system namespaces and the injector's own by ``kubernetes.io/metadata.name``, an
 ``objectSelector`` honouring the opt-out label. Its ``clientConfig.service`` is rewritten to a
@@ -26,7 +26,7 @@ from typing import Any
 import kubernetes.client
 from kubernetes.client.rest import ApiException
 
-from sidecar_injector import manifests
+from sidecar_injector.install import manifests
 
 from .controlplane import ControlPlane
 
@@ -51,7 +51,7 @@ def webhook_configuration(
     failure_policy: str = "Fail",
     reinvocation_policy: str = "IfNeeded",
 ) -> dict[str, Any]:
-    """The configuration the project's manifests ship (``sidecar_injector.manifests``), so these
+    """The configuration the project's manifests ship (``sidecar_injector.install.manifests``), so these
     tests register and call exactly that, with ``clientConfig`` rewritten to ``url``, this test's
     policies, and the per-hook namespace label added to its ``namespaceSelector``."""
     shipped = manifests.webhook_configuration(

@@ -34,7 +34,7 @@ import jsonpatch
 import pytest
 import yaml
 
-from sidecar_injector.configload import load_configs
+from sidecar_injector.config.configload import load_configs
 from sidecar_injector.core.inject import inject
 from sidecar_injector.core.patch import strip_empty
 

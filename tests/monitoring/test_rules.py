@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar_injector import configload, manifests, monitoring
+from sidecar_injector.config import configload
+from sidecar_injector.install import manifests, monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent

@@ -1120,7 +1120,7 @@ _VALIDATOR: list[Any] = []
 
 def real_validator() -> Any:
     if not _VALIDATOR:
-        from sidecar_injector.schema import pod_schema
+        from sidecar_injector.config.schema import pod_schema
 
         _VALIDATOR.append(pod_schema())
     return _VALIDATOR[0]

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar_injector.cli.pipeline import inject_sources, uninject_sources
-from sidecar_injector.configload import load_configs
+from sidecar_injector.config.configload import load_configs
 from sidecar_injector.core.config import ConfigSet
 from sidecar_injector.yamlio.read import load_all
 from sidecar_injector.yamlio.stream import Source

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from sidecar_injector.config.schema import pod_schema
 from sidecar_injector.core import podrules
 from sidecar_injector.core.errors import ConfigError, InjectionError
 from sidecar_injector.core.inject import inject
 from sidecar_injector.core.parse import parse_configs
-from sidecar_injector.schema import pod_schema
 
 SETTINGS = settings(max_examples=120, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

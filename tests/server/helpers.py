@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sidecar_injector import certs
+from sidecar_injector.install import certs
 from sidecar_injector.server.http import Limits
 from sidecar_injector.server.logs import JsonLog
 from sidecar_injector.server.run import Options, Server, new_event_loop

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sidecar_injector.configload import BUILTIN_EXAMPLE
+from sidecar_injector.config.configload import BUILTIN_EXAMPLE
 
 from .helpers import BENCH_CONFIG, RunningServer, make_pki, start_server
 

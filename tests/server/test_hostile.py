@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar_injector import configload
+from sidecar_injector.config import configload
 from sidecar_injector.core.admission import OnError
 from sidecar_injector.server.app import State, WebhookApp
 from sidecar_injector.server.http import Request

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sidecar_injector.config.schema import pod_schema
 from sidecar_injector.core.config import ConfigSet
 from sidecar_injector.core.parse import parse_configs
-from sidecar_injector.schema import pod_schema
 
 _SCHEMA = pod_schema()
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from sidecar_injector import apiconfig, configload, crd
+from sidecar_injector.config import apiconfig, configload, crd
+from sidecar_injector.config.schema import pod_schema
 from sidecar_injector.core.config import SPEC_FIELDS
 from sidecar_injector.core.errors import ConfigError
-from sidecar_injector.schema import pod_schema
 
 SCHEMA = pod_schema()
 SIDECAR = {"name": "proxy", "image": "envoy:1"}

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from sidecar_injector import certs, rotation
 from sidecar_injector.cli import main
+from sidecar_injector.install import certs, rotation
 
 NAMES = certs.service_dns_names("sidecar-injector", "injector-system")
 UTC = datetime.UTC

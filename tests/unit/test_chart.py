@@ -16,7 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sidecar_injector import configload, manifests, monitoring
+from sidecar_injector.config import configload
+from sidecar_injector.install import manifests, monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "sidecar-injector"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_injector.configload import fingerprint, load_configs
+from sidecar_injector.config.configload import fingerprint, load_configs
 from sidecar_injector.core.errors import ConfigError
 
 GOOD = """\

@@ -259,7 +259,7 @@ def test_rollout_is_bounded_ordered_and_stops_at_the_first_failure() -> None:
 
 
 def test_the_install_ships_the_fleet_roles_read_only_view_patch_only_rollout() -> None:
-    from sidecar_injector import manifests
+    from sidecar_injector.install import manifests
 
     objs = manifests.render(manifests.ManifestOptions(namespace="sidecar-injector", image="i",
                                                       config_files={"c.yaml": "x"}))

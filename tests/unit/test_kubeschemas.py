@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar_injector import configload, kubeschemas, schema
+from sidecar_injector import kubeschemas
+from sidecar_injector.config import configload, schema
 from sidecar_injector.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

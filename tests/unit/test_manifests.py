@@ -11,10 +11,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sidecar_injector import configload, manifests
 from sidecar_injector.cli import main
 from sidecar_injector.cli import manifests as cli_manifests
+from sidecar_injector.config import configload
 from sidecar_injector.core.selector import parse_selector
+from sidecar_injector.install import manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

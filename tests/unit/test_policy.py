@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar_injector.configload import load_configs
+from sidecar_injector.config.configload import load_configs
 from sidecar_injector.policy import compile_set, delivery_plan
 from sidecar_injector.policy.templates import NotCompilable, compile_template
 

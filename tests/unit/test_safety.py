@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 import pytest
 
+from sidecar_injector.config.schema import pod_schema
 from sidecar_injector.core.admission import review
 from sidecar_injector.core.errors import ConfigError, InjectionError
 from sidecar_injector.core.inject import inject
 from sidecar_injector.core.parse import parse_configs
-from sidecar_injector.schema import pod_schema
 
 from .helpers import cfg, configs, pod, review_body
 

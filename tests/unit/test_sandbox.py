@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_injector.configload import load_configs
+from sidecar_injector.config.configload import load_configs
 from sidecar_injector.core import sandbox
 from sidecar_injector.core.admission import review
 from sidecar_injector.core.errors import ConfigError, InjectionError

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sidecar_injector import certs
+from sidecar_injector.install import certs
 
 DEFAULT_CA_DAYS = 3650
 DEFAULT_CERT_DAYS = 365
@@ -75,7 +75,7 @@ def _apply(args: argparse.Namespace, dns_names: list[str]) -> int:
     if not args.secret or not args.webhook_config:
         raise certs.CertificateError("--apply needs --secret NAME and --webhook-config NAME")
     # Lazy: the kubernetes client is needed only here.
-    from sidecar_injector import bootstrap
+    from sidecar_injector.install import bootstrap
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     client = bootstrap.load_client(args.kubeconfig)

@@ -16,8 +16,9 @@ from typing import Any
 
 import yaml
 
-from sidecar_injector import configload, manifests, monitoring
+from sidecar_injector.config import configload
 from sidecar_injector.core.errors import ConfigError
+from sidecar_injector.install import manifests, monitoring
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -29,13 +29,13 @@ from sidecar_injector.cli.pipeline import (
     staleness,
     uninject_sources,
 )
-from sidecar_injector.configload import BUILTIN_EXAMPLE, load_configs
+from sidecar_injector.config.configload import BUILTIN_EXAMPLE, load_configs
+from sidecar_injector.config.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.core.admission import review
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import InputError, InvalidReview
 from sidecar_injector.core.workloads import PodInjection
 from sidecar_injector.policy import policy_declines
-from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.yamlio import emit
 from sidecar_injector.yamlio.stream import Source, join, read_sources
 

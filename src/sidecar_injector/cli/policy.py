@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import yaml
 
-from sidecar_injector.configload import load_configs
+from sidecar_injector.config.configload import load_configs
 from sidecar_injector.core.config import DEFAULT_PREFIX
 from sidecar_injector.policy import compile_set
 

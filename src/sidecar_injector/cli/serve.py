@@ -7,10 +7,10 @@ import socket
 import sys
 from typing import Any
 
-from sidecar_injector.configload import BUILTIN_EXAMPLE
+from sidecar_injector.config.configload import BUILTIN_EXAMPLE
+from sidecar_injector.config.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.core.config import DEFAULT_PREFIX
 from sidecar_injector.core.errors import InjectorError
-from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 
 
 class UsageError(InjectorError):
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace, options: Any, log: Any) -> int:
-    from sidecar_injector.configload import load_configs
+    from sidecar_injector.config.configload import load_configs
     from sidecar_injector.server.tls import server_context
     from sidecar_injector.server.workers import run_workers, worker_command
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
+from sidecar_injector.config.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.core import fleet as core_fleet
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
-from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 
 DEFAULT_WEBHOOK_CONFIG = "sidecar-injector"  # the name `manifests` gives it (ManifestOptions.name)
 DEFAULT_CONFIG_MAP = "sidecar-injector/sidecar-injector-config"  # `manifests`' default namespace and name
@@ -61,7 +61,7 @@ def scope_namespace(args: argparse.Namespace, config: Any) -> str | None:
 
 async def _configs(args: argparse.Namespace, api: Any) -> tuple[ConfigSet, list[str]]:
     if args.config:
-        from sidecar_injector.configload import load_configs
+        from sidecar_injector.config.configload import load_configs
 
         return load_configs(args.config, prefix=args.prefix, kube_version=args.kube_version), []
     from sidecar_injector.kube.fleet import cluster_configs

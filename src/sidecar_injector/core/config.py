@@ -1,6 +1,6 @@
 """SidecarConfig: the validated, immutable model the core injects from.
 
-A document (parsed from YAML by :mod:`sidecar_injector.configload`, validated by
+A document (parsed from YAML by :mod:`sidecar_injector.config.configload`, validated by
 :mod:`sidecar_injector.core.parse`)::
 
     apiVersion: sidecar-injector.io/v1alpha1

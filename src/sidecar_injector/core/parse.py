@@ -59,7 +59,7 @@ FRAGMENT_ROOTS: dict[str, Path] = {
 
 
 class PodSchema(Protocol):
-    """The Kubernetes Pod schema of one version (see :mod:`sidecar_injector.schema`)."""
+    """The Kubernetes Pod schema of one version (see :mod:`sidecar_injector.config.schema`)."""
 
     native_sidecars: bool
     """Whether this version runs native sidecars (init containers with restartPolicy Always)."""

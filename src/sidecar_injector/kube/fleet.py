@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar_injector import apiconfig, configload
+from sidecar_injector.config import apiconfig, configload
+from sidecar_injector.config.crd import API_VERSION, CLUSTER_KIND, NAMESPACED_KIND, PLURALS
+from sidecar_injector.config.schema import DEFAULT_KUBE_VERSION, pod_schema
 from sidecar_injector.core import fleet
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import ConfigError, InjectorError
 from sidecar_injector.core.selector import LabelSelector, parse_selector
-from sidecar_injector.crd import API_VERSION, CLUSTER_KIND, NAMESPACED_KIND, PLURALS
 from sidecar_injector.kube.client import Api, ApiError
-from sidecar_injector.schema import DEFAULT_KUBE_VERSION, pod_schema
 
 __all__ = ["FleetError", "FleetWatch", "PodReport", "Scan", "cluster_configs", "rollout", "scan"]
 

@@ -6,7 +6,7 @@ rebuilds the ConfigSet in a worker thread and hands it to ``publish``, which swa
 one attribute store: the request path never waits on the API. With ``both``, the file configs
 (polled as before) come first and win a name collision.
 
-Each object is validated exactly as the loader validates a file (:mod:`sidecar_injector.apiconfig`),
+Each object is validated exactly as the loader validates a file (:mod:`sidecar_injector.config.apiconfig`),
 once per ``(uid, generation)``. An invalid new generation keeps the object's last valid one in
 force (the validating webhook refuses it at apply time anyway, unless it was bypassed). The
 status of each object (``Accepted``, ``Ready``, ``observedGeneration``) is written by the
@@ -26,14 +26,14 @@ from typing import Any
 
 import httpx2 as httpx
 
-from sidecar_injector import apiconfig, configload
+from sidecar_injector.config import apiconfig, configload
+from sidecar_injector.config.crd import API_VERSION, CLUSTER_KIND, LEASE_NAME, NAMESPACED_KIND, PLURALS
+from sidecar_injector.config.schema import DEFAULT_KUBE_VERSION, pod_schema
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import ConfigError
-from sidecar_injector.crd import API_VERSION, CLUSTER_KIND, LEASE_NAME, NAMESPACED_KIND, PLURALS
 from sidecar_injector.kube.client import Api, ApiError
 from sidecar_injector.kube.leader import LeaderElector
 from sidecar_injector.kube.watch import Log, Reflector
-from sidecar_injector.schema import DEFAULT_KUBE_VERSION, pod_schema
 
 __all__ = ["ApiConfigSource", "desired_status"]
 

@@ -1,6 +1,6 @@
 """``POST /validate-config``: the validating webhook of ClusterSidecarConfig and SidecarConfig.
 
-It runs exactly the loader's validation (:func:`sidecar_injector.apiconfig.validation_review`:
+It runs exactly the loader's validation (:func:`sidecar_injector.config.apiconfig.validation_review`:
 the Pod schema, the apiserver's rules, typed templates, CEL), so a broken SidecarConfig is
 refused by ``kubectl apply`` with the file-free version of the loader's message. Validation
 takes milliseconds (schema and CEL compilation), on the event loop: these calls are rare (a
@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sidecar_injector.apiconfig import validation_review
+from sidecar_injector.config.apiconfig import validation_review
+from sidecar_injector.config.schema import pod_schema
 from sidecar_injector.core.errors import InjectorError
-from sidecar_injector.schema import pod_schema
 from sidecar_injector.server.app import status_body
 from sidecar_injector.server.http import Request, Response
 from sidecar_injector.server.logs import JsonLog

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from sidecar_injector import configload
+from sidecar_injector.config import configload
+from sidecar_injector.config.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import InjectorError
-from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.server.app import State
 from sidecar_injector.server.logs import JsonLog
 from sidecar_injector.server.metrics import Metrics

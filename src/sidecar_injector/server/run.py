@@ -25,10 +25,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sidecar_injector.config.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.core.admission import OnError
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import InjectorError
-from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.server.app import State, WebhookApp
 from sidecar_injector.server.configwebhook import config_webhook
 from sidecar_injector.server.http import Connections, HttpProtocol, Limits

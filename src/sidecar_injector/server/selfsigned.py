@@ -12,7 +12,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from sidecar_injector import certs
+from sidecar_injector.install import certs
 
 __all__ = ["SelfSigned", "make_self_signed"]
 

@@ -686,9 +686,9 @@ def webhook_configuration(opts: ManifestOptions) -> Manifest:
 
 
 def _api_objects(opts: ManifestOptions) -> dict[str, Any]:
-    """The SidecarConfig API's objects (sidecar_injector.apimanifests): CRDs, RBAC, the validating
+    """The SidecarConfig API's objects (sidecar_injector.install.apimanifests): CRDs, RBAC, the validating
     webhook configuration (same name and caBundle handling as the mutating one)."""
-    from sidecar_injector import apimanifests
+    from sidecar_injector.install import apimanifests
 
     n = _names(opts)
     labels = _labels(opts, "webhook")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from sidecar_injector import certs
+from sidecar_injector.install import certs
 
 __all__ = ["SECRET_KEYS", "Plan", "plan"]
 

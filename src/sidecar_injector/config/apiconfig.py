@@ -25,11 +25,11 @@ from typing import Any
 
 import orjson
 
+from sidecar_injector.config.crd import KINDS, NAMESPACED_KIND
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet, SidecarConfig
 from sidecar_injector.core.errors import ConfigError
 from sidecar_injector.core.parse import PodSchema, parse_config
 from sidecar_injector.core.tenancy import scoped_set
-from sidecar_injector.crd import KINDS, NAMESPACED_KIND
 
 __all__ = ["Entry", "build_set", "describe", "parse_documents", "parse_object", "validation_review"]
 

@@ -1,6 +1,6 @@
 """Monitoring as code: a metrics Service, a ServiceMonitor and a PrometheusRule (Prometheus Operator).
 
-Pure, like :mod:`sidecar_injector.manifests`: options in, dicts out. ``manifests --monitoring``
+Pure, like :mod:`sidecar_injector.install.manifests`: options in, dicts out. ``manifests --monitoring``
 prints them after the install; ``manifests --kustomize DIR`` writes them as the kustomize
 component ``DIR/monitoring/`` (``deploy/monitoring/`` in this repository); the Helm chart renders
 the same objects with ``monitoring.enabled=true`` (a test keeps the three equal). Each alert has
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar_injector.manifests import METRICS_PORT, ManifestOptions, _meta, _selector
+from sidecar_injector.install.manifests import METRICS_PORT, ManifestOptions, _meta, _selector
 
 __all__ = ["ALERTS", "metrics_service", "prometheus_rule", "render", "service_monitor"]
 

@@ -36,8 +36,8 @@ from lightkube.config import client_adapter
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 
-from sidecar_injector import rotation
 from sidecar_injector.core.errors import InjectorError
+from sidecar_injector.install import rotation
 
 __all__ = ["BootstrapError", "Result", "apply", "load_client"]
 

@@ -1,8 +1,8 @@
 """Install objects of the SidecarConfig API, as plain dicts: the CRDs, the validating webhook
 configuration, the server's RBAC and the aggregated ClusterRoles for namespace users.
 
-Pure apart from reading the Pod schema the CRDs are generated from (:mod:`sidecar_injector.crd`).
-:mod:`sidecar_injector.manifests` adds them to the install.
+Pure apart from reading the Pod schema the CRDs are generated from (:mod:`sidecar_injector.config.crd`).
+:mod:`sidecar_injector.install.manifests` adds them to the install.
 
 RBAC, least privilege:
 - the server (its ServiceAccount): ``get``/``list``/``watch`` on both kinds, ``update``/``patch``
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar_injector.crd import API_VERSION, GROUP, LEASE_NAME, PLURALS, crds
+from sidecar_injector.config.crd import API_VERSION, GROUP, LEASE_NAME, PLURALS, crds
 
 __all__ = [
     "CONFIG_WEBHOOK_NAME",

@@ -2,7 +2,7 @@
 
 One source of truth: the fragments of ``spec`` (containers, volumes, env, ...) take their
 structural OpenAPI schema from the same strict Kubernetes Pod schema (``kubernetes-validate``)
-that :mod:`sidecar_injector.schema` checks configs against, converted to a *structural* schema
+that :mod:`sidecar_injector.config.schema` checks configs against, converted to a *structural* schema
 (no ``$ref``, a type on every node, no ``oneOf`` types); the SidecarConfig's own fields
 (:data:`~sidecar_injector.core.config.SPEC_FIELDS`) are described here, and a unit test fails when
 the two lists differ. Unknown fields are then pruned by the apiserver, and refused under
@@ -23,8 +23,8 @@ import json
 from typing import Any
 
 from sidecar_injector import kubeschemas
+from sidecar_injector.config.schema import DEFAULT_KUBE_VERSION
 from sidecar_injector.core.config import HOST_NETWORK_MODES, RUN_TO_COMPLETION_MODES, SPEC_FIELDS
-from sidecar_injector.schema import DEFAULT_KUBE_VERSION
 
 __all__ = [
     "CLUSTER_KIND",

@@ -15,12 +15,12 @@ from typing import Any
 
 import yaml
 
-from sidecar_injector.apiconfig import parse_documents
+from sidecar_injector.config.apiconfig import parse_documents
+from sidecar_injector.config.schema import DEFAULT_KUBE_VERSION, pod_schema
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import ConfigError
-from sidecar_injector.schema import DEFAULT_KUBE_VERSION, pod_schema
 
-BUILTIN_EXAMPLE = Path(__file__).parent / "builtin" / "example.yaml"
+BUILTIN_EXAMPLE = Path(__file__).parent.parent / "builtin" / "example.yaml"
 
 
 def config_files(path: str | Path) -> list[Path]:
