@@ -347,6 +347,10 @@ class Injection:
         pod. On a hostNetwork pod every port is a host port (the apiserver sets hostPort to
         containerPort), so a sidecar listening on a port the app holds is such a conflict."""
         host_network = self.spec.get("hostNetwork") is True
+        if not host_network and not any(
+            isinstance(p, dict) and p.get("hostPort") for c in self.new_containers for p in c.get("ports") or ()
+        ):
+            return  # the common case: no sidecar port is a host port
 
         def keys(c: Any) -> list[tuple[str, str, Any]]:
             out = []
@@ -389,8 +393,9 @@ class Injection:
             raise InjectionError("; ".join(problems))
 
     def _check_annotation_size(self, add: dict[str, str]) -> None:
-        total = sum(len(k) + len(v) for k, v in self.annotations.items() if isinstance(v, str))
-        total += sum(len(k) + len(v) for k, v in add.items() if k not in self.annotations)
+        own = self.annotations
+        total = sum(len(k) + len(v) for k, v in own.items() if isinstance(v, str))
+        total += sum(len(k) + len(v) for k, v in add.items() if k not in own)
         if total > _ANNOTATIONS_MAX:
             raise InjectionError(
                 f"the pod's annotations would total {total} bytes, over the apiserver's limit of {_ANNOTATIONS_MAX}"
