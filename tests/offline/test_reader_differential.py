@@ -99,13 +99,6 @@ def test_committed_corpus_reads_as_kubectl_reads_it(path: Path) -> None:
     assert check_file(path), f"{path}: the reference reader cannot read it"
 
 
-def test_shared_online_boutique_reads_as_kubectl_reads_it() -> None:
-    path = ROOT.parent / "shared" / "data" / "manifests" / "online-boutique.yaml"
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
-    assert check_file(path)
-
-
 @pytest.mark.slow
 def test_kubernetes_sources_in_the_go_module_cache_read_as_kubectl_reads_them() -> None:
     files = [f for d in CACHED_DIRS if d.is_dir() for f in sorted(d.rglob("*.yaml"))]
