@@ -7,6 +7,7 @@ in its own text, so everything else of the stream comes out byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +65,15 @@ def _set_in(doc: Any, path: tuple[str | int, ...], value: Any) -> Any:
     return {**doc, head: _set_in(doc[head], rest, value)}
 
 
-def inject_sources(sources: list[Source], configs: ConfigSet, namespace: str | None, convert_all: bool) -> Run:
+def _each_pod_document(
+    sources: list[Source],
+    convert_all: bool,
+    errors: tuple[type[Exception], ...],
+    handle: Callable[[Run, Rewrite, Doc, dict[str, Any]], None],
+) -> Run:
+    """Walk every document; hand the ones that carry pods to ``handle``. Documents without pods
+    pass through; a document whose handling raises one of ``errors`` passes through unchanged
+    and its error is collected (the run goes on, the command exits 1 at the end)."""
     run = Run()
     for source in sources:
         rw = Rewrite(source)
@@ -74,59 +83,52 @@ def inject_sources(sources: list[Source], configs: ConfigSet, namespace: str | N
                 continue
             obj = check_object(doc.value(), doc.label)
             try:
-                new_doc, pods = inject_object(obj, configs, namespace=namespace, source=doc.label)
-            except InjectionError as e:
+                handle(run, rw, doc, obj)
+            except errors as e:
                 run.failures.append(str(e))
                 run.docs.append(DocResult(doc, obj))
-                continue
-            changed = [p for p in pods if p.result.patch]
-            if changed:
-                try:
-                    edits = [e for p in changed
-                             for e in insertions(doc.text, doc.root, p.path, [dict(o) for o in p.result.patch],
-                                               p.result.pod)]
-                except Unsupported as e:
-                    rw.edit(doc, None, new_doc, str(e))
-                else:
-                    rw.edit(doc, edits, new_doc)
-            run.docs.append(DocResult(doc, new_doc, pods, bool(changed)))
         run.texts.append(rw.text())
         run.notes.extend(rw.notes)
     return run
 
 
-def uninject_sources(sources: list[Source], status_key: str, convert_all: bool) -> Run:
-    """Every injected pod (template) back to what it was before injection."""
-    run = Run()
-    for source in sources:
-        rw = Rewrite(source)
-        for doc in documents(source, convert_all):
-            if not has_pods(doc.kind):
-                run.docs.append(DocResult(doc, doc.value() if convert_all else None))
-                continue
-            obj = check_object(doc.value(), doc.label)
+def inject_sources(sources: list[Source], configs: ConfigSet, namespace: str | None, convert_all: bool) -> Run:
+    def handle(run: Run, rw: Rewrite, doc: Doc, obj: dict[str, Any]) -> None:
+        new_doc, pods = inject_object(obj, configs, namespace=namespace, source=doc.label)
+        changed = [p for p in pods if p.result.patch]
+        if changed:
             try:
-                found = uninject_object(obj, status_key, source=doc.label)
-            except UninjectError as e:
-                run.failures.append(str(e))
-                run.docs.append(DocResult(doc, obj))
-                continue
-            if not found:
-                run.docs.append(DocResult(doc, obj))
-                continue
-            new_doc = obj
-            for path, u in found:
-                new_doc = _set_in(new_doc, path, u.pod)
-            try:
-                edits = [e for path, u in found for e in removals(doc.text, doc.root, path, u.edits)]
+                edits = [e for p in changed
+                         for e in insertions(doc.text, doc.root, p.path, [dict(o) for o in p.result.patch],
+                                             p.result.pod)]
             except Unsupported as e:
                 rw.edit(doc, None, new_doc, str(e))
             else:
                 rw.edit(doc, edits, new_doc)
-            run.docs.append(DocResult(doc, new_doc, changed=True))
-        run.texts.append(rw.text())
-        run.notes.extend(rw.notes)
-    return run
+        run.docs.append(DocResult(doc, new_doc, pods, bool(changed)))
+
+    return _each_pod_document(sources, convert_all, (InjectionError,), handle)
+
+
+def uninject_sources(sources: list[Source], status_key: str, convert_all: bool) -> Run:
+    """Every injected pod (template) back to what it was before injection."""
+    def handle(run: Run, rw: Rewrite, doc: Doc, obj: dict[str, Any]) -> None:
+        found = uninject_object(obj, status_key, source=doc.label)
+        if not found:
+            run.docs.append(DocResult(doc, obj))
+            return
+        new_doc = obj
+        for path, u in found:
+            new_doc = _set_in(new_doc, path, u.pod)
+        try:
+            edits = [e for path, u in found for e in removals(doc.text, doc.root, path, u.edits)]
+        except Unsupported as e:
+            rw.edit(doc, None, new_doc, str(e))
+        else:
+            rw.edit(doc, edits, new_doc)
+        run.docs.append(DocResult(doc, new_doc, changed=True))
+
+    return _each_pod_document(sources, convert_all, (UninjectError,), handle)
 
 
 @dataclass(frozen=True)
