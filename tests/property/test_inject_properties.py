@@ -537,6 +537,11 @@ def test_patch_applies_with_apiserver_semantics(pod: dict[str, Any], docs: list[
     if not result.patch:
         assert result.pod == pod
         assert not result.injected
+    # The webhook's patch-only mode (no mutated copy, values shared) emits the same patch.
+    quick = inject(pod, namespace, configs, patch_only=True)
+    assert pod == before, "inject(patch_only=True) modified its input"
+    assert orjson.dumps(quick.patch) == orjson.dumps(result.patch)
+    assert quick[2:] == result[2:]  # decisions, warnings, skip reason, injected
 
 
 @SETTINGS

@@ -27,9 +27,9 @@ from sidecar_injector.core.config import ConfigSet
 from sidecar_injector.core.errors import InputError, InvalidReview
 
 
-def answer(body: bytes, configs: ConfigSet) -> ReviewResult | str:
+def answer(body: bytes, configs: ConfigSet, memo: int = 256) -> ReviewResult | str:
     try:
-        return review(body, configs)
+        return review(body, configs, memo=memo)
     except InvalidReview as e:
         return f"400: {e}"
 
@@ -42,10 +42,34 @@ def check_same(body: bytes, configs: ConfigSet) -> None:
     sys.setrecursionlimit(1000)
     try:
         full = answer(body, dataclasses.replace(configs, has_templates=True))
-        fast = answer(body, dataclasses.replace(configs, has_templates=False))
+        fast_set = dataclasses.replace(configs, has_templates=False)
+        fast = answer(body, fast_set)
+        again = answer(body, fast_set)  # answered from the memo when the first was remembered
+        unremembered = answer(body, fast_set, memo=0)
     finally:
         sys.setrecursionlimit(limit)
     assert fast == full
+    assert again == full
+    assert unremembered == full
+
+
+@SETTINGS
+@given(pods_=st.lists(pods(), min_size=2, max_size=6), docs=config_docs(), data=st.data())
+def test_the_memo_never_answers_one_pod_for_another(
+    pods_: list[dict[str, Any]], docs: list[Any], data: st.DataObject
+) -> None:
+    """Reviews of many pods, repeated and renamed, through one config set's memo: each answer
+    is the one a fresh set gives (a key that confused two pods would show here)."""
+    configs = load(docs)
+    remembered = dataclasses.replace(configs)
+    for _ in range(12):
+        pod = data.draw(st.sampled_from(pods_))
+        meta = pod.get("metadata")
+        if isinstance(meta, dict) and data.draw(st.booleans()):
+            pod = {**pod, "metadata": {**meta, "name": data.draw(st.sampled_from(["a", "b-0", "web-1"]))}}
+        namespace = data.draw(st.sampled_from(["default", "team-a"]))
+        body = review_body(pod, namespace=namespace)
+        assert answer(body, remembered) == answer(body, dataclasses.replace(configs), memo=0)
 
 
 @SETTINGS

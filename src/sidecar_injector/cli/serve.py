@@ -81,6 +81,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--max-body-bytes", type=int, default=3 * 1024 * 1024, metavar="BYTES",
                    help="largest review accepted, else 413 before the body is read (default: %(default)s, "
                         "the most kube-apiserver accepts)")
+    p.add_argument("--memo-entries", type=int, default=256, metavar="N",
+                   help="answers to template-free pods remembered by content, so that the replicas of "
+                        "one workload are answered by lookup; 0 turns it off (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes sharing the webhook port, to use N cores; the metrics port "
                         "then reports all of them together (default: %(default)s)")
@@ -115,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.request_timeout, "--request-timeout")
     if args.workers < 1:
         raise UsageError(f"--workers must be 1 or more, got {args.workers}")
+    if args.memo_entries < 0:
+        raise UsageError(f"--memo-entries must be 0 or more, got {args.memo_entries}")
 
     log = JsonLog(sys.stderr, args.log_level)
     source = args.config_source
@@ -152,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
                       first_byte_timeout=args.first_byte_timeout, max_body=args.max_body_bytes),
         max_connections=args.max_connections, max_connections_per_address=args.max_connections_per_address,
         config_source=source, kubeconfig=args.kubeconfig, fleet_metrics=args.fleet_metrics,
+        memo_entries=args.memo_entries,
     )
     if args.listen_fd is not None:  # a worker of a supervisor
         options.sock = socket.socket(fileno=args.listen_fd)
@@ -181,6 +187,7 @@ def _supervise(args: argparse.Namespace, options: Any, log: Any) -> int:
         "--max-connections", str(args.max_connections),
         "--max-connections-per-address", str(args.max_connections_per_address),
         "--first-byte-timeout", str(args.first_byte_timeout), "--max-body-bytes", str(args.max_body_bytes),
+        "--memo-entries", str(args.memo_entries),
     ]
     if args.client_ca:
         argv += ["--client-ca", args.client_ca]

@@ -204,8 +204,52 @@ def _body(api_version: str, response: dict[str, Any]) -> bytes:
     return orjson.dumps({"apiVersion": api_version, "kind": "AdmissionReview", "response": response})
 
 
-def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> ReviewResult:
-    """Answer one AdmissionReview. Raises :class:`InvalidReview` for the client's mistakes."""
+MEMO_ENTRIES = 256
+"""Answers remembered per config set by default (see :func:`review`); the oldest goes first."""
+MEMO_BODY_MAX = 64 * 1024
+"""Reviews larger than this are not remembered: the memo's size stays bounded (about
+``MEMO_ENTRIES`` times the skeleton of such a pod, a few MiB at most)."""
+_NAME_KEYS = frozenset({"name", "generateName", "namespace"})
+
+
+class _Prepared(NamedTuple):
+    """The part of an answer that depends only on the pod and the configs (not the uid)."""
+
+    response: dict[str, Any]
+    """``allowed`` and, when there is one, the patch and the warnings; the uid is added per request."""
+    outcome: Literal["injected", "skipped"]
+    reason: str
+    injected: tuple[str, ...]
+    warnings: tuple[str, ...]
+    patch: bytes
+
+
+def _memo_key(namespace: str, obj: dict[str, Any]) -> bytes | None:
+    """The skeleton pod as bytes, without its name: what a template-free decision depends on.
+
+    Pods of one ReplicaSet, Job or DaemonSet arrive byte-identical but for the review's uid
+    (the apiserver sets ``name`` from ``generateName`` after admission), so a rollout or a
+    scale-up is answered once and then looked up. The name never matters without templates
+    (the memo is used only then), so StatefulSet pods share an answer too.
+    """
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return None
+    trimmed = {**obj, "metadata": {k: v for k, v in meta.items() if k not in _NAME_KEYS}}
+    return namespace.encode() + b"\0" + skeleton.encode(trimmed)
+
+
+def review(
+    body: bytes, configs: ConfigSet, *, on_error: OnError = "fail", memo: int = MEMO_ENTRIES
+) -> ReviewResult:
+    """Answer one AdmissionReview. Raises :class:`InvalidReview` for the client's mistakes.
+
+    ``memo``: remember up to this many answers to template-free pods by their skeleton (what
+    injection reads, less the name) in ``configs.memo``, and answer the same pod again by
+    lookup (0: never).
+    Only when every config is template-free and without matchConditions (the skeleton then
+    holds everything the decision reads) and only answers, never errors, are remembered.
+    """
     doc = None if configs.review_full_pod else skeleton.decode(body)
     if doc is not None and configs.review_sidecar_names and skeleton.declares_any(doc, configs.review_sidecar_names):
         doc = None  # a sidecar the pod declares is merged field by field: that needs its fields
@@ -239,10 +283,15 @@ def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> Re
         return skipped("not-a-pod")
     if not isinstance(obj, dict):
         raise InvalidReview("request.object is missing or not an object")
+    key = _memo_key(namespace, obj) if memo and not full and len(body) <= MEMO_BODY_MAX else None
+    if key is not None:
+        prepared = configs.memo.get(key)
+        if prepared is not None:
+            return _answer(api_version, uid, namespace, pod, operation, prepared)
     try:
         if full:  # a skeleton has the shape by construction (its msgspec types are the rules)
             podshape.check(obj)
-        result = inject(obj, namespace, configs)
+        result = inject(obj, namespace, configs, patch_only=True)
     except InputError as e:
         raise InvalidReview(f"request.object: {e}") from None
     except InjectionError as e:
@@ -250,13 +299,20 @@ def review(body: bytes, configs: ConfigSet, *, on_error: OnError = "fail") -> Re
     except Exception as e:  # a bug must not take the server down; the failure mode decides
         reason = f"internal error: {type(e).__name__}: {e}"
         return _failed(api_version, uid, namespace, pod, operation, reason, on_error)
-    return _answer(api_version, uid, namespace, pod, operation, result)
+    prepared = _prepare(result)
+    if key is not None:
+        cache = configs.memo
+        if len(cache) >= memo:
+            try:
+                del cache[next(iter(cache))]
+            except (KeyError, RuntimeError, StopIteration):  # emptied meanwhile: nothing to drop
+                pass
+        cache[key] = prepared
+    return _answer(api_version, uid, namespace, pod, operation, prepared)
 
 
-def _answer(
-    api_version: str, uid: str, namespace: str, pod: str, operation: str, result: InjectionResult
-) -> ReviewResult:
-    response: dict[str, Any] = {"uid": uid, "allowed": True}
+def _prepare(result: InjectionResult) -> _Prepared:
+    response: dict[str, Any] = {"allowed": True}
     patch = b""
     if result.patch:
         patch = orjson.dumps(result.patch)
@@ -266,9 +322,17 @@ def _answer(
     if warnings:
         response["warnings"] = warnings
     outcome: Literal["injected", "skipped"] = "injected" if result.patch else "skipped"
+    reason = result.skip_reason if not result.patch else ""
+    return _Prepared(response, outcome, reason, result.injected, tuple(warnings), patch)
+
+
+def _answer(
+    api_version: str, uid: str, namespace: str, pod: str, operation: str, prepared: _Prepared
+) -> ReviewResult:
+    response = {"uid": uid, **prepared.response}
     return ReviewResult(
-        200, _body(api_version, response), uid, namespace, pod, operation, outcome,
-        result.skip_reason if not result.patch else "", result.injected, tuple(warnings), patch,
+        200, _body(api_version, response), uid, namespace, pod, operation, prepared.outcome,
+        prepared.reason, prepared.injected, prepared.warnings, prepared.patch,
     )
 
 

@@ -26,7 +26,7 @@ import orjson
 from sidecar_injector.core import podrules
 from sidecar_injector.core.config import ConfigSet, SidecarConfig, content_digest
 from sidecar_injector.core.errors import InjectionError, InputError
-from sidecar_injector.core.patch import PatchBuilder
+from sidecar_injector.core.patch import PatchBuilder, PatchRecorder
 from sidecar_injector.core.types import JSONPatchOp, Pod
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
@@ -127,34 +127,49 @@ class Injection:
         context: dict[str, Any] | None,
         decisions: list[ConfigDecision],
         warnings: list[str],
+        patch_only: bool = False,
     ) -> None:
         spec = pod.get("spec")
         if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
             raise InputError("the pod has no spec.containers list")
         for key in ("initContainers", "volumes", "imagePullSecrets"):
-            field_of(spec, key, list, f"spec.{key}")
+            if not isinstance(spec.get(key), (list, type(None))):
+                field_of(spec, key, list, f"spec.{key}")  # raises, naming the field
+        # Where the pod declares each container name (merges go there): init containers
+        # first. The messages are formatted only on a failure: this runs on every request.
+        declared: dict[str, tuple[str, int]] = {}
+        later: list[tuple[str, tuple[str, int]]] = []
         for key in ("containers", "initContainers"):
-            for i, c in enumerate(spec.get(key) or []):
+            for i, c in enumerate(spec.get(key) or ()):
                 if not isinstance(c, dict):
                     raise InputError(f"spec.{key}[{i}] is not an object")
-                field_of(c, "volumeMounts", list, f"spec.{key}[{i}].volumeMounts")
-                field_of(c, "env", list, f"spec.{key}[{i}].env")
-        meta = as_dict(pod.get("metadata"))
+                if not isinstance(c.get("volumeMounts"), (list, type(None))):
+                    field_of(c, "volumeMounts", list, f"spec.{key}[{i}].volumeMounts")
+                if not isinstance(c.get("env"), (list, type(None))):
+                    field_of(c, "env", list, f"spec.{key}[{i}].env")
+                name = c.get("name")
+                if isinstance(name, str):
+                    if key == "initContainers":
+                        declared.setdefault(name, (key, i))
+                    else:
+                        later.append((name, (key, i)))
+        for name, where in later:
+            declared.setdefault(name, where)
+        meta = pod.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
         self.pod = pod
         self.configs = configs
         self.spec: dict[str, Any] = spec
-        self.labels = as_dict(meta.get("labels"))
-        self.annotations = as_dict(meta.get("annotations"))
+        labels = meta.get("labels")
+        annotations = meta.get("annotations")
+        self.labels: dict[str, Any] = labels if isinstance(labels, dict) else {}
+        self.annotations: dict[str, Any] = annotations if isinstance(annotations, dict) else {}
         self.decisions = decisions
         self.warnings = warnings
         self.context = context
-        # Where the pod declares each container name: merges go there.
-        self.declared: dict[str, tuple[str, int]] = {}
-        for key in ("initContainers", "containers"):
-            for i, c in enumerate(spec.get(key) or []):
-                if isinstance(c.get("name"), str):
-                    self.declared.setdefault(c["name"], (key, i))
-        self.container_names = set(self.declared)
+        self.patch_only = patch_only
+        self.declared = declared
+        self.container_names = set(declared)
         self.volume_names = _names(spec.get("volumes"))
         self.secret_names = _names(spec.get("imagePullSecrets"))
         self.add_labels: dict[str, str] = {}
@@ -177,12 +192,15 @@ class Injection:
         # they land in the pod); containers, volumes and secrets go into the patch as they are.
         r_labels = cfg.labels.render(ctx, copy=False)
         r_annotations = cfg.annotations.render(ctx, copy=False)
-        r_inits = cfg.init_containers.render(ctx)
-        r_containers = cfg.containers.render(ctx)
-        r_volumes = cfg.volumes.render(ctx)
+        # Patch only (the webhook): the patch is serialised at once and the config's own
+        # values may stand in it; otherwise they land in the mutated pod: copies.
+        copy = not self.patch_only
+        r_inits = cfg.init_containers.render(ctx, copy=copy)
+        r_containers = cfg.containers.render(ctx, copy=copy)
+        r_volumes = cfg.volumes.render(ctx, copy=copy)
         r_mounts = cfg.volume_mounts.render(ctx, copy=False)
         r_env = cfg.env.render(ctx, copy=False)
-        r_secrets = cfg.image_pull_secrets.render(ctx)
+        r_secrets = cfg.image_pull_secrets.render(ctx, copy=copy)
         if cfg.has_templates:
             _check_rendered(cfg, r_labels, r_annotations, r_inits, r_containers, r_volumes, r_mounts, r_env,
                             self.configs.native_sidecars)
@@ -193,13 +211,15 @@ class Injection:
             r_containers_out = r_containers
         conflicts: list[str] = []
         merged: list[str] = []
-        for k, v in r_labels.items():
-            if k not in self.labels and k not in self.add_labels:
-                self.add_labels[k] = v
-        own = self.configs.prefix + "/"
-        for k, v in r_annotations.items():
-            if k not in self.annotations and k not in self.add_annotations and not k.startswith(own):
-                self.add_annotations[k] = v
+        if r_labels:
+            for k, v in r_labels.items():
+                if k not in self.labels and k not in self.add_labels:
+                    self.add_labels[k] = v
+        if r_annotations:
+            own = self.configs.prefix + "/"
+            for k, v in r_annotations.items():
+                if k not in self.annotations and k not in self.add_annotations and not k.startswith(own):
+                    self.add_annotations[k] = v
         for kind, items, target in (
             ("init container", r_inits, self.new_inits),
             ("container", r_containers_out, self.new_inits if native else self.new_containers),
@@ -217,18 +237,21 @@ class Injection:
                     continue
                 self.container_names.add(name)
                 target.append(item)
+        volume_names = self.volume_names
         for vol in r_volumes:
-            if vol["name"] in self.volume_names:
+            if vol["name"] in volume_names:
                 conflicts.append(f"volume {vol['name']}")
                 continue
-            self.volume_names.add(vol["name"])
+            volume_names.add(vol["name"])
             self.new_volumes.append(vol)
         for sec in r_secrets:
             if sec["name"] not in self.secret_names:
                 self.secret_names.add(sec["name"])
                 self.new_secrets.append(sec)
-        self.mounts.extend((cfg.name, m) for m in r_mounts)
-        self.env.extend((cfg.name, e) for e in r_env)
+        if r_mounts:
+            self.mounts.extend((cfg.name, m) for m in r_mounts)
+        if r_env:
+            self.env.extend((cfg.name, e) for e in r_env)
         if cfg.static_digest:
             self.digests.append((cfg.name, cfg.static_digest))
         else:
@@ -237,19 +260,21 @@ class Injection:
                 "containers": r_containers, "volumes": r_volumes, "volumeMounts": r_mounts,
                 "env": r_env, "imagePullSecrets": r_secrets,
             })))
-        for c in conflicts:
-            self.warnings.append(f"config {cfg.name!r}: the pod already has {c}; kept the pod's own")
-        msg = ("requested by the pod's annotation" if requested else "injected by default") + note + (
-            f"; merged into the pod's own container {', '.join(merged)} (the pod's fields win)" if merged else ""
-        ) + (f"; kept the pod's own {', '.join(conflicts)}" if conflicts else "")
-        self.decisions.append(ConfigDecision(cfg.name, INJECTED, msg, requested, tuple(conflicts)))
+        msg = "requested by the pod's annotation" if requested else "injected by default"
+        if note or merged or conflicts:
+            for c in conflicts:
+                self.warnings.append(f"config {cfg.name!r}: the pod already has {c}; kept the pod's own")
+            msg += note + (
+                f"; merged into the pod's own container {', '.join(merged)} (the pod's fields win)" if merged else ""
+            ) + (f"; kept the pod's own {', '.join(conflicts)}" if conflicts else "")
+        self.decisions.append(ConfigDecision(cfg.name, INJECTED, msg, requested, tuple(conflicts) if conflicts else ()))
         self.injected.append(cfg.name)
 
     def finish(self, already: list[str], previous_hash: str | None) -> InjectionResult:
         self._check_mounts()
         if self.new_containers:
             self._check_host_ports()
-        b = PatchBuilder(self.pod)
+        b = PatchRecorder(self.pod) if self.patch_only else PatchBuilder(self.pod)
         rec = _Record()
         meta = self.pod.get("metadata")
         if not isinstance(meta, dict):
@@ -379,12 +404,14 @@ class Injection:
         the pod otherwise): a config may mount the pod's own volume, so this is per pod."""
         volumes = self.volume_names
         problems = []
-        for c in (*self.new_inits, *self.new_containers, *(m.item for m in self.merges)):
-            for m in c.get("volumeMounts") or []:
-                if isinstance(m, dict) and m.get("name") not in volumes:
-                    problems.append(f"container {c['name']}: volumeMounts {m.get('mountPath')!r} names volume "
-                                    f"{m.get('name')!r}, which neither the config nor the pod has")
-        if any(isinstance(c, dict) for c in self.spec["containers"]):  # the app mounts land somewhere
+        for group in (self.new_inits, self.new_containers, [m.item for m in self.merges] if self.merges else ()):
+            for c in group:
+                for m in c.get("volumeMounts") or ():
+                    if isinstance(m, dict) and m.get("name") not in volumes:
+                        problems.append(f"container {c['name']}: volumeMounts {m.get('mountPath')!r} names "
+                                        f"volume {m.get('name')!r}, which neither the config nor the pod has")
+        # The app mounts land only where there is an app container.
+        if self.mounts and any(isinstance(c, dict) for c in self.spec["containers"]):
             for cfg_name, m in self.mounts:
                 if m.get("name") not in volumes:
                     problems.append(f"config {cfg_name!r}: spec.volumeMounts {m.get('mountPath')!r} names volume "
@@ -394,7 +421,10 @@ class Injection:
 
     def _check_annotation_size(self, add: dict[str, str]) -> None:
         own = self.annotations
-        total = sum(len(k) + len(v) for k, v in own.items() if isinstance(v, str))
+        try:  # map(len) runs in C; a value that is not a string (a malformed pod) takes the long way
+            total = sum(map(len, own)) + sum(map(len, own.values()))
+        except TypeError:
+            total = sum(len(k) + len(v) for k, v in own.items() if isinstance(v, str))
         total += sum(len(k) + len(v) for k, v in add.items() if k not in own)
         if total > _ANNOTATIONS_MAX:
             raise InjectionError(
@@ -423,7 +453,9 @@ def _merge_plan(m: _Merge, mine: dict[str, Any]) -> list[tuple[str, Any]]:
     return plan
 
 
-def _merge_container(b: PatchBuilder, m: _Merge, mine: dict[str, Any], plan: list[tuple[str, Any]]) -> None:
+def _merge_container(
+    b: PatchBuilder | PatchRecorder, m: _Merge, mine: dict[str, Any], plan: list[tuple[str, Any]]
+) -> None:
     """Add the sidecar's fields that the pod's own container of that name lacks."""
     path = ("spec", m.list_key, m.position)
     for key, value in plan:
@@ -507,6 +539,15 @@ class _Record:
             else:
                 self.into_lists(c, key, [i.get(_MERGE_KEYS[key]) for i in value])
 
+    def signature(self) -> tuple[Any, ...]:
+        """A hashable key of the record's content (for :func:`_status`'s memo)."""
+        return (
+            tuple(self.labels), tuple(self.annotations),
+            tuple((k, tuple(v)) for k, v in self.lists.items()) if self.lists else (),
+            orjson.dumps(self.into) if self.into else b"",
+            orjson.dumps(self.empty) if self.empty else b"",
+        )
+
     def as_dict(self, previous: dict[str, Any] | None) -> dict[str, Any]:
         """The record, merged after a previous injection's (the pod's status before)."""
         out: dict[str, Any] = {}
@@ -562,13 +603,33 @@ def _status(
 
     For static configs the same few annotations recur on every pod: they are memoised.
     """
+    if not (isinstance(previous_raw, str) and previous_raw):
+        # A pod's first injection (the common case): the annotation depends only on what
+        # the record holds, so it is looked up before anything is built.
+        fresh_key = (tuple(names), tuple(digests), previous_hash, record.signature())
+        cached = _FRESH_CACHE.get(fresh_key)
+        if cached is None:
+            cached = _status_of(names, digests, previous_hash, record, None)
+            if len(_FRESH_CACHE) >= 1024:  # templated configs give a new key per pod: stay small
+                _FRESH_CACHE.clear()
+            _FRESH_CACHE[fresh_key] = cached
+        return cached
     previous: dict[str, Any] | None = None
-    if isinstance(previous_raw, str) and previous_raw:
-        try:
-            loaded = orjson.loads(previous_raw)
-        except orjson.JSONDecodeError:
-            loaded = None
-        previous = loaded if isinstance(loaded, dict) else None
+    try:
+        loaded = orjson.loads(previous_raw)
+    except orjson.JSONDecodeError:
+        loaded = None
+    previous = loaded if isinstance(loaded, dict) else None
+    return _status_of(names, digests, previous_hash, record, previous)
+
+
+def _status_of(
+    names: list[str],
+    digests: list[tuple[str, str]],
+    previous_hash: str | None,
+    record: _Record,
+    previous: dict[str, Any] | None,
+) -> str:
     added = record.as_dict(previous.get("added") if previous and isinstance(previous.get("added"), dict) else None)
     short = dict((previous or {}).get("digests") or {}) if isinstance((previous or {}).get("digests"), dict) else {}
     short.update((n, d[:16]) for n, d in digests)
@@ -594,3 +655,4 @@ def _status(
 
 
 _STATUS_CACHE: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None, bytes], str] = {}
+_FRESH_CACHE: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None, tuple[Any, ...]], str] = {}

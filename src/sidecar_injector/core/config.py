@@ -148,6 +148,9 @@ class ConfigSet:
     """``needs_full_pod`` of this set or of any scoped one: a review decodes before it knows the
     namespace, so the decode must suit every set the namespace may select."""
     review_sidecar_names: frozenset[str] = field(init=False, default=frozenset())
+    memo: dict[Any, Any] = field(init=False, default_factory=dict, compare=False, hash=False, repr=False)
+    """Answers to pods already seen, by their content (:mod:`core.admission`): a config set
+    answers the same pod alike, and a new set (a reload) starts with an empty memo."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: set the derived fields once, here

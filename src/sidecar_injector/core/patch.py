@@ -150,6 +150,60 @@ class PatchBuilder:
             ops.append({"op": "add", "path": f"{base}{at + offset}", "value": item})
 
 
+class PatchRecorder:
+    """:class:`PatchBuilder`'s operations without the mutated copy, for the webhook.
+
+    The webhook serialises the patch and never looks at the mutated pod, so building it
+    (copying each map and list on the way to a change) is wasted work on every request.
+    This reads the original document instead. That is exact because :mod:`core.build`
+    touches each map or list once: what a later operation reads was not changed by an
+    earlier one, except a parent created here (``metadata`` on a pod without it), which
+    is tracked. ``root`` is the original document, unchanged.
+    """
+
+    __slots__ = ("_created", "ops", "root")
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.root = doc
+        self.ops: list[JSONPatchOp] = []
+        self._created: set[tuple[str | int, ...]] = set()
+
+    pointer = staticmethod(PatchBuilder.pointer)
+
+    def _current(self, path: tuple[str | int, ...], key: str) -> Any:
+        if self._created and (path in self._created or (*path, key) in self._created):
+            return None  # created empty by this patch
+        node: Any = self.root
+        for token in path:
+            node = node[token]
+        return node.get(key)
+
+    def set_key(self, path: tuple[str | int, ...], key: str, value: Any) -> None:
+        self._created.add((*path, key))
+        self.ops.append({"op": "add", "path": self.pointer((*path, key)), "value": value})
+
+    def merge_map(self, path: tuple[str | int, ...], key: str, entries: dict[str, Any]) -> None:
+        if not entries:
+            return
+        current = self._current(path, key)
+        if not current or not isinstance(current, dict):
+            self.set_key(path, key, dict(entries))
+            return
+        base = self.pointer((*path, key)) + "/"
+        self.ops += [{"op": "add", "path": base + escape(k), "value": v} for k, v in entries.items()]
+
+    def insert_items(self, path: tuple[str | int, ...], key: str, index: int, items: list[Any]) -> None:
+        if not items:
+            return
+        current = self._current(path, key)
+        if not current or not isinstance(current, list):
+            self.set_key(path, key, list(items))
+            return
+        at = len(current) if index < 0 else index
+        base = self.pointer((*path, key)) + "/"
+        self.ops += [{"op": "add", "path": f"{base}{at + offset}", "value": item} for offset, item in enumerate(items)]
+
+
 class PatchError(ValueError):
     """A patch does not apply (the apiserver would reject the pod with a 500)."""
 

@@ -95,6 +95,12 @@ class _Review(TypedDict, total=False):
 
 
 _DECODER = msgspec.json.Decoder(_Review)
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode(value: Any) -> bytes:
+    """A skeleton (or part of one) as JSON: keys in decoding order, so equal reviews give equal bytes."""
+    return _ENCODER.encode(value)
 
 
 def decode(body: bytes) -> dict[str, Any] | None:

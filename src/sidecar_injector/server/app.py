@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from sidecar_injector.core.admission import OnError, review
+from sidecar_injector.core.admission import MEMO_ENTRIES, OnError, review
 from sidecar_injector.core.config import ConfigSet
 from sidecar_injector.core.errors import InvalidReview
 from sidecar_injector.server.http import Request, Response, text_response
@@ -73,8 +73,11 @@ _ALLOW_GET = ((b"Allow", b"GET, HEAD"),)
 
 
 class WebhookApp:
-    def __init__(self, state: State, metrics: Metrics, log: JsonLog, on_error: OnError = "fail") -> None:
+    def __init__(
+        self, state: State, metrics: Metrics, log: JsonLog, on_error: OnError = "fail", memo: int = MEMO_ENTRIES
+    ) -> None:
         self.state = state
+        self.memo = memo
         self.metrics = metrics
         self.log = log
         self.on_error = on_error
@@ -117,7 +120,7 @@ class WebhookApp:
             got = "none" if request.content_type is None else request.content_type.decode("latin-1")[:100]
             return self._reject(start, "content-type", f"Content-Type must be application/json, got {got}")
         try:
-            result = review(request.body, self.state.configs, on_error=self.on_error)
+            result = review(request.body, self.state.configs, on_error=self.on_error, memo=self.memo)
         except InvalidReview as e:
             return self._reject(start, "invalid-review", str(e))
         except Exception as e:  # a bug in our code must cost one request, not the server

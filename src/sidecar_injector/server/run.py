@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar_injector.config.schema import DEFAULT_KUBE_VERSION
-from sidecar_injector.core.admission import OnError
+from sidecar_injector.core.admission import MEMO_ENTRIES, OnError
 from sidecar_injector.core.config import DEFAULT_PREFIX, ConfigSet
 from sidecar_injector.core.errors import InjectorError
 from sidecar_injector.server.app import State, WebhookApp
@@ -77,6 +77,8 @@ class Options:
     """Request bodies held by all webhook connections together (about 20 reviews of the 3 MiB
     maximum; the apiserver's 5 KB reviews need a few KB): past it a request gets 503."""
     backlog: int = 1024
+    memo_entries: int = MEMO_ENTRIES
+    """Answers remembered per config set (``core.admission.review``'s memo); 0: none."""
     sock: socket.socket | None = None
     """A listening socket to serve the webhook on instead of binding ``host:port`` (workers)."""
     admin: bool = True
@@ -152,7 +154,7 @@ class Server:
         self.cert = ServingCert(options.tls_cert, options.tls_key, options.client_ca)
         self.metrics.cert_loaded(self.cert.not_after)
         self.state = State(configs, loaded=self.source is not None)
-        self.app = WebhookApp(self.state, self.metrics, log, options.on_error)
+        self.app = WebhookApp(self.state, self.metrics, log, options.on_error, options.memo_entries)
         self.app.config_webhook = config_webhook(options.kube_version, self.metrics, log)
         if self.source is None:
             from sidecar_injector.server.apisource import ApiSource  # the API client, only in this mode
