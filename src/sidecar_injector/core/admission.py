@@ -251,10 +251,10 @@ def review(
     holds everything the decision reads) and only answers, never errors, are remembered.
     """
     doc = None if configs.review_full_pod else skeleton.decode(body)
-    if doc is not None and configs.review_sidecar_names and skeleton.declares_any(doc, configs.review_sidecar_names):
-        doc = None  # a sidecar the pod declares is merged field by field: that needs its fields
-    if doc is not None and not skeleton.has_metadata(doc):
-        doc = None  # whether metadata was empty is recorded (for uninject): the skeleton drops keys
+    # A sidecar the pod declares is merged field by field: that needs its fields. Whether the
+    # metadata was empty is recorded (for uninject), and the skeleton drops keys.
+    if doc is not None and not skeleton.stands_for_pod(doc, configs.review_sidecar_names):
+        doc = None
     full = doc is None
     api_version, request = parse(body) if full else _check(doc)
     uid: str = request["uid"]
@@ -318,7 +318,7 @@ def _prepare(result: InjectionResult) -> _Prepared:
         patch = orjson.dumps(result.patch)
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(patch).decode()
-    warnings = _warnings(result.warnings)
+    warnings = _warnings(result.warnings) if result.warnings else []
     if warnings:
         response["warnings"] = warnings
     outcome: Literal["injected", "skipped"] = "injected" if result.patch else "skipped"

@@ -221,6 +221,8 @@ def _choose(
     labels, which is exactly what a second invocation sees. Without selectors that fail, or
     labels added, this is a single pass.
     """
+    if all(c.selector is None for c, _ in eligible):
+        return {c.name for c, _ in eligible}  # no selectors (the common case): all of them
     chosen: set[str] = set()
     added: dict[str, Any] = {}
     while True:

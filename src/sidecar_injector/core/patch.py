@@ -190,7 +190,9 @@ class PatchRecorder:
             self.set_key(path, key, dict(entries))
             return
         base = self.pointer((*path, key)) + "/"
-        self.ops += [{"op": "add", "path": base + escape(k), "value": v} for k, v in entries.items()]
+        ops = self.ops
+        for k, v in entries.items():
+            ops.append({"op": "add", "path": base + escape(k), "value": v})
 
     def insert_items(self, path: tuple[str | int, ...], key: str, index: int, items: list[Any]) -> None:
         if not items:
@@ -201,7 +203,10 @@ class PatchRecorder:
             return
         at = len(current) if index < 0 else index
         base = self.pointer((*path, key)) + "/"
-        self.ops += [{"op": "add", "path": f"{base}{at + offset}", "value": item} for offset, item in enumerate(items)]
+        ops = self.ops
+        for item in items:
+            ops.append({"op": "add", "path": f"{base}{at}", "value": item})
+            at += 1
 
 
 class PatchError(ValueError):

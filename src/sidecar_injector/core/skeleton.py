@@ -19,7 +19,7 @@ typed reviews):
 - nesting deeper than msgspec's recursion limit (the full decode has its own limit, 1024);
 - configs with templates or CEL matchConditions, which may read any field of the pod;
 - a pod that declares a container of a sidecar's name (merged field by field with the
-  sidecar: every field of the pod's container counts, see :func:`declares_any`).
+  sidecar: every field of the pod's container counts, see :func:`stands_for_pod`).
 
 Numbers outside the range of a double (``1e400``) where nothing reads them are skipped here
 unchecked; the full path accepts them too (:func:`core.admission.parse`), so both agree.
@@ -117,20 +117,22 @@ def decode(body: bytes) -> dict[str, Any] | None:
     return cast(dict[str, Any], doc)
 
 
-def declares_any(doc: dict[str, Any], names: frozenset[str]) -> bool:
-    """Whether the skeleton's pod has a container or init container named in ``names``."""
-    obj = (doc.get("request") or {}).get("object") or {}
-    spec = obj.get("spec") or {}
-    for key in ("containers", "initContainers"):
-        for c in spec.get(key) or ():
-            if c.get("name") in names:
-                return True
-    return False
+def stands_for_pod(doc: dict[str, Any], sidecar_names: frozenset[str]) -> bool:
+    """Whether the skeleton may stand for the whole pod (one walk: this runs on every request).
 
-
-def has_metadata(doc: dict[str, Any]) -> bool:
-    """Whether the skeleton's pod has non-empty metadata (every real pod has a name or a
-    generateName). The skeleton keeps only the keys injection reads, so an empty skeleton
-    metadata may stand for one that is not empty: the status record would differ."""
+    - Its metadata is not empty (every real pod has a name or a generateName). The skeleton
+      keeps only the keys injection reads, so an empty skeleton metadata may stand for one
+      that is not empty, and the status record would differ.
+    - It declares no container or init container named in ``sidecar_names``: such a
+      container is merged with the sidecar field by field, so every field counts.
+    """
     obj = (doc.get("request") or {}).get("object") or {}
-    return bool(obj.get("metadata"))
+    if not obj.get("metadata"):
+        return False
+    if sidecar_names:
+        spec = obj.get("spec") or {}
+        for key in ("containers", "initContainers"):
+            for c in spec.get(key) or ():
+                if c.get("name") in sidecar_names:
+                    return False
+    return True
