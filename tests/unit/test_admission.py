@@ -106,3 +106,52 @@ def test_on_error_deny_rejects_with_a_message() -> None:
     r = review(review_body(pod()), TEMPLATED, on_error="deny")
     resp = json.loads(r.body)["response"]
     assert r.status == 200 and resp["allowed"] is False and "failed to render" in resp["status"]["message"]
+
+
+# The memo: answers to template-free pods remembered by the pod's skeleton, without its name.
+
+
+def test_a_remembered_answer_is_the_same_answer_with_the_new_uid_and_name() -> None:
+    cs = configs(cfg(injectByDefault=True, labels={"foo": "bar"}, containers=[SIDECAR]))
+    first = review(review_body(pod(), uid="a"), cs)
+    assert len(cs.memo) == 1
+    again = review(review_body(pod(name="web-1"), uid="b"), cs)  # a replica: only the name differs
+    assert len(cs.memo) == 1, "a renamed replica is the same pod to a template-free config"
+    fresh = review(review_body(pod(name="web-1"), uid="b"), cs, memo=0)
+    assert again == fresh and again.pod == "web-1"
+    assert json.loads(again.body)["response"]["uid"] == "b"
+    assert again.patch == first.patch
+
+
+def test_pods_that_differ_get_their_own_answers() -> None:
+    cs = configs(cfg(injectByDefault=True, labels={"foo": "bar"}, containers=[SIDECAR]))
+    plain = review(review_body(pod()), cs)
+    labelled = review(review_body(pod(labels={"foo": "mine"})), cs)
+    elsewhere = review(review_body(pod(), namespace="other"), cs)
+    opted_out = review(review_body(pod(annotations={"sidecar-injector.io/inject": "false"})), cs)
+    assert len(cs.memo) == 4
+    assert plain.patch != labelled.patch and opted_out.outcome == "skipped"
+    for body, got in ((review_body(pod()), plain), (review_body(pod(labels={"foo": "mine"})), labelled),
+                      (review_body(pod(), namespace="other"), elsewhere)):
+        assert review(body, cs) == got
+
+
+def test_the_memo_is_bounded_and_can_be_turned_off() -> None:
+    cs = configs(cfg(injectByDefault=True, containers=[SIDECAR]))
+    for i in range(12):
+        review(review_body(pod(labels={"n": str(i)})), cs, memo=5)
+    assert len(cs.memo) == 5, "the oldest answers make room"
+    off = configs(cfg(injectByDefault=True, containers=[SIDECAR]))
+    review(review_body(pod()), off, memo=0)
+    assert not off.memo
+
+
+def test_templated_configs_and_failures_are_never_remembered() -> None:
+    templated = configs(cfg(injectByDefault=True, labels={"who": "{{ name }}"}, containers=[SIDECAR]))
+    a = review(review_body(pod(name="a")), templated)
+    b = review(review_body(pod(name="b")), templated)
+    assert not templated.memo and a.patch != b.patch  # the name matters to a template
+    failing = configs(cfg(injectByDefault=True, containers=[SIDECAR],
+                          volumeMounts=[{"name": "missing", "mountPath": "/x"}]), validate=False)
+    r = review(review_body(pod()), failing, on_error="allow")
+    assert r.outcome == "error" and not failing.memo

@@ -93,6 +93,7 @@ def test_explain_says_why_and_shows_the_diff(tmp_path: Path) -> None:
         (["explain", "-f", "-"], "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {}\n",
          "Pod x: the pod has no spec.containers list"),
         (["review"], "{", "invalid AdmissionReview (the webhook answers HTTP 400): request body is not JSON"),
+        (["serve", "--memo-entries", "-1"], "", "--memo-entries must be 0 or more, got -1"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_nonzero_exit(args: list[str], stdin: str, message: str) -> None:
