@@ -10,34 +10,33 @@ Separate from the decisions (which configs, and why) because this part has its o
   way. Only ``add`` operations are emitted: the pod's own values are never replaced. Fields
   the pod's kind of container does not allow (``restartPolicy`` on a regular container,
   probes on a plain init container) are not merged.
-- **Nothing the apiserver would refuse**: rendered template values are checked with the
-  apiserver's rules (:mod:`~sidecar_injector.core.podrules`) and every mount must name a
-  volume the final pod has. A failure is an :class:`InjectionError` naming the config and
-  the field, which the webhook answers per ``--on-error``: never a pod refused with 422.
+- **Nothing the apiserver would refuse**: what depends on the pod is checked on every
+  request (:mod:`~sidecar_injector.core.checks`): rendered template values, mounts, host
+  ports, the annotations' size. A failure is an :class:`InjectionError` naming the config
+  and the field, which the webhook answers per ``--on-error``: never a pod refused with 422.
+- **What was added is recorded** in the status annotation
+  (:mod:`~sidecar_injector.core.record`), so ``uninject`` needs no configs.
+- **Patch only, for the webhook**: :class:`~sidecar_injector.core.patch.PatchRecorder`
+  records the operations without building the mutated pod, which only the offline
+  commands read.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, NamedTuple
 
-import orjson
-
-from sidecar_injector.core import podrules
+from sidecar_injector.core import checks
 from sidecar_injector.core.config import ConfigSet, SidecarConfig, content_digest
-from sidecar_injector.core.errors import InjectionError, InputError
+from sidecar_injector.core.errors import InputError
 from sidecar_injector.core.patch import PatchBuilder, PatchRecorder
+from sidecar_injector.core.record import MERGE_KEYS, Record, status_annotation
 from sidecar_injector.core.types import JSONPatchOp, Pod
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 INJECTED = "injected"
 
-#: List fields of a container merged item by item (by this key) when the pod declares a sidecar.
-_MERGE_KEYS = {"env": "name", "volumeMounts": "mountPath", "ports": "containerPort"}
 #: Fields a plain init container (no ``restartPolicy: Always``) may not have.
 _SIDECAR_ONLY = frozenset({"livenessProbe", "readinessProbe", "startupProbe", "lifecycle"})
-#: The apiserver's limit on the total size of a pod's annotations.
-_ANNOTATIONS_MAX = 256 * 1024
 
 
 class ConfigDecision(NamedTuple):
@@ -202,7 +201,7 @@ class Injection:
         r_env = cfg.env.render(ctx, copy=False)
         r_secrets = cfg.image_pull_secrets.render(ctx, copy=copy)
         if cfg.has_templates:
-            _check_rendered(cfg, r_labels, r_annotations, r_inits, r_containers, r_volumes, r_mounts, r_env,
+            checks.rendered(cfg, r_labels, r_annotations, r_inits, r_containers, r_volumes, r_mounts, r_env,
                             self.configs.native_sidecars)
         native = cfg.native_sidecar or as_native
         if as_native and not cfg.native_sidecar:
@@ -271,11 +270,12 @@ class Injection:
         self.injected.append(cfg.name)
 
     def finish(self, already: list[str], previous_hash: str | None) -> InjectionResult:
-        self._check_mounts()
+        injected = (*self.new_inits, *self.new_containers, *(m.item for m in self.merges))
+        checks.mounts(injected, self.spec["containers"], self.mounts, self.volume_names)
         if self.new_containers:
-            self._check_host_ports()
+            checks.host_ports(self.spec, self.new_containers)
         b = PatchRecorder(self.pod) if self.patch_only else PatchBuilder(self.pod)
-        rec = _Record()
+        rec = Record()
         meta = self.pod.get("metadata")
         if not isinstance(meta, dict):
             if "metadata" in self.pod:
@@ -317,10 +317,10 @@ class Injection:
                 rec.into_lists(c, "env", [e["name"] for e in env])
         else:
             adds = []
-        add_annotations[self.configs.status_key] = _status(
+        add_annotations[self.configs.status_key] = status_annotation(
             already + self.injected, self.digests, previous_hash, rec, self.annotations.get(self.configs.status_key)
         )
-        self._check_annotation_size(add_annotations)
+        checks.annotation_size(self.annotations, add_annotations)
         b.merge_map(("metadata",), "labels", self.add_labels)
         b.merge_map(("metadata",), "annotations", add_annotations)
         # Merges first: they address the pod's containers by their original indices.
@@ -367,77 +367,10 @@ class Injection:
                 )
         return add_mounts, add_env
 
-    def _check_host_ports(self) -> None:
-        """A sidecar's host port must not repeat one of the pod's: the apiserver refuses the
-        pod. On a hostNetwork pod every port is a host port (the apiserver sets hostPort to
-        containerPort), so a sidecar listening on a port the app holds is such a conflict."""
-        host_network = self.spec.get("hostNetwork") is True
-        if not host_network and not any(
-            isinstance(p, dict) and p.get("hostPort") for c in self.new_containers for p in c.get("ports") or ()
-        ):
-            return  # the common case: no sidecar port is a host port
-
-        def keys(c: Any) -> list[tuple[str, str, Any]]:
-            out = []
-            for port in c.get("ports") or [] if isinstance(c, dict) else []:
-                if not isinstance(port, dict):
-                    continue
-                host_port = port.get("hostPort") or (port.get("containerPort") if host_network else None)
-                if host_port:
-                    out.append((str(port.get("protocol") or "TCP"), str(port.get("hostIP") or ""), host_port))
-            return out
-
-        taken = {k for c in self.spec["containers"] for k in keys(c)}
-        problems = []
-        for c in self.new_containers:
-            for protocol, ip, port in keys(c):
-                if (protocol, ip, port) in taken:
-                    why = " (hostNetwork: every container port is a host port)" if host_network else ""
-                    problems.append(f"container {c['name']}: host port {protocol}/{ip}/{port} is already taken "
-                                    f"in the pod{why}")
-                taken.add((protocol, ip, port))
-        if problems:
-            raise InjectionError("; ".join(problems))
-
-    def _check_mounts(self) -> None:
-        """Every mount injected must name a volume the pod will have (the apiserver refuses
-        the pod otherwise): a config may mount the pod's own volume, so this is per pod."""
-        volumes = self.volume_names
-        problems = []
-        for group in (self.new_inits, self.new_containers, [m.item for m in self.merges] if self.merges else ()):
-            for c in group:
-                for m in c.get("volumeMounts") or ():
-                    if isinstance(m, dict) and m.get("name") not in volumes:
-                        problems.append(f"container {c['name']}: volumeMounts {m.get('mountPath')!r} names "
-                                        f"volume {m.get('name')!r}, which neither the config nor the pod has")
-        # The app mounts land only where there is an app container.
-        if self.mounts and any(isinstance(c, dict) for c in self.spec["containers"]):
-            for cfg_name, m in self.mounts:
-                if m.get("name") not in volumes:
-                    problems.append(f"config {cfg_name!r}: spec.volumeMounts {m.get('mountPath')!r} names volume "
-                                    f"{m.get('name')!r}, which neither the config nor the pod has")
-        if problems:
-            raise InjectionError("; ".join(problems))
-
-    def _check_annotation_size(self, add: dict[str, str]) -> None:
-        own = self.annotations
-        total = 0
-        for k, v in add.items():
-            if k not in own:
-                total += len(k) + len(v)
-        try:  # map(len) runs in C; a value that is not a string (a malformed pod) takes the long way
-            total += sum(map(len, own)) + sum(map(len, own.values()))
-        except TypeError:
-            total += sum(len(k) + len(v) for k, v in own.items() if isinstance(v, str))
-        if total > _ANNOTATIONS_MAX:
-            raise InjectionError(
-                f"the pod's annotations would total {total} bytes, over the apiserver's limit of {_ANNOTATIONS_MAX}"
-            )
-
 
 def _merge_plan(m: _Merge, mine: dict[str, Any]) -> list[tuple[str, Any]]:
     """The sidecar's fields that the pod's own container of that name lacks: ``(key, value)``
-    to set, or ``(key, [items])`` to append to a list merged by key (``_MERGE_KEYS``)."""
+    to set, or ``(key, [items])`` to append to a list merged by key (``MERGE_KEYS``)."""
     plan: list[tuple[str, Any]] = []
     restart = mine.get("restartPolicy", m.item.get("restartPolicy") if m.list_key == "initContainers" else None)
     for key, value in m.item.items():
@@ -447,8 +380,8 @@ def _merge_plan(m: _Merge, mine: dict[str, Any]) -> list[tuple[str, Any]]:
             continue  # a plain init container may not have probes or lifecycle hooks
         if key not in mine or mine[key] is None:
             plan.append((key, value))
-        elif key in _MERGE_KEYS and isinstance(mine[key], list) and isinstance(value, list):
-            by = _MERGE_KEYS[key]
+        elif key in MERGE_KEYS and isinstance(mine[key], list) and isinstance(value, list):
+            by = MERGE_KEYS[key]
             have = {i.get(by) for i in mine[key] if isinstance(i, dict)}
             items = [dict(i) for i in value if isinstance(i, dict) and i.get(by) not in have]
             if items:
@@ -466,191 +399,3 @@ def _merge_container(
             b.set_key(path, key, value)
         else:
             b.insert_items(path, key, -1, value)
-
-
-def _check_rendered(
-    cfg: SidecarConfig,
-    labels: dict[str, Any],
-    annotations: dict[str, Any],
-    inits: list[Any],
-    containers: list[Any],
-    volumes: list[Any],
-    mounts: list[Any],
-    env: list[Any],
-    native_sidecars: bool,
-) -> None:
-    """The apiserver's rules on a templated config's values as rendered for this pod."""
-    problems: list[podrules.Problem] = []
-    problems += podrules.check_labels(labels, ("spec", "labels"))
-    problems += podrules.check_annotations(annotations, ("spec", "annotations"))
-    for i, c in enumerate(inits):
-        problems += podrules.check_container(c, ("spec", "initContainers", i), "init")
-    kind: podrules.ContainerKind = "sidecar" if cfg.native_sidecar else "container"
-    for i, c in enumerate(containers):
-        problems += podrules.check_container(c, ("spec", "containers", i), kind)
-    for i, v in enumerate(volumes):
-        problems += podrules.check_volume(v, ("spec", "volumes", i))
-    if mounts or env:
-        app = {"name": "app", "image": "app", "volumeMounts": list(mounts), "env": list(env)}
-        for path, msg in podrules.check_container(app, ("spec",), "container"):
-            problems.append((path, msg))
-    if problems:
-        where = "; ".join(f"{_fmt(path)}: {msg}" for path, msg in problems[:5])
-        raise InjectionError(f"config {cfg.name!r} ({cfg.source}) rendered values the apiserver would refuse: {where}")
-
-
-def _fmt(path: podrules.Path) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
-class _Record:
-    """What one injection added to a pod, by name, for the status annotation's ``added``.
-
-    Removal (``uninject``) reads only this, never the configs, so it works after a config
-    changed or was deleted. See :func:`_status` for the format.
-    """
-
-    __slots__ = ("annotations", "empty", "into", "labels", "lists")
-
-    def __init__(self) -> None:
-        self.labels: list[str] = []
-        self.annotations: list[str] = []
-        self.lists: dict[str, list[str]] = {}
-        self.into: dict[str, dict[str, Any]] = {}
-        self.empty: dict[str, Any] = {}
-
-    def _container(self, c: dict[str, Any]) -> dict[str, Any]:
-        return self.into.setdefault(str(c.get("name")), {})
-
-    def into_lists(self, c: dict[str, Any], key: str, added: list[Any]) -> None:
-        if not added:
-            return
-        entry = self._container(c)
-        entry.setdefault(key, []).extend(added)
-        if key in c and not c[key]:
-            entry.setdefault("empty", {})[key] = c[key]
-
-    def merged(self, c: dict[str, Any], plan: list[tuple[str, Any]]) -> None:
-        for key, value in plan:
-            if key not in c or c[key] is None:
-                self._container(c).setdefault("fields", []).append(key)
-                if key in c:
-                    self._container(c).setdefault("empty", {})[key] = None
-            else:
-                self.into_lists(c, key, [i.get(_MERGE_KEYS[key]) for i in value])
-
-    def signature(self) -> bytes:
-        """The record's content as bytes (a key for :func:`_status`'s memo; one C call)."""
-        return orjson.dumps((self.labels, self.annotations, self.lists, self.into, self.empty))
-
-    def as_dict(self, previous: dict[str, Any] | None) -> dict[str, Any]:
-        """The record, merged after a previous injection's (the pod's status before)."""
-        out: dict[str, Any] = {}
-        prev = previous or {}
-        for key, mine in (("labels", self.labels), ("annotations", self.annotations), *self.lists.items()):
-            merged = [*(prev.get(key) or []), *mine]
-            if merged:
-                out[key] = merged
-        for key in ("initContainers", "containers", "volumes", "imagePullSecrets"):
-            if key in prev and key not in out:
-                out[key] = prev[key]
-        into: dict[str, Any] = {k: dict(v) for k, v in (prev.get("into") or {}).items()}
-        for name, entry in self.into.items():
-            have = into.setdefault(name, {})
-            for k, v in entry.items():
-                if isinstance(v, dict):
-                    have[k] = {**v, **(have.get(k) or {})}
-                else:
-                    have[k] = [*(have.get(k) or []), *v]
-        if into:
-            out["into"] = into
-        empty = {**self.empty, **(prev.get("empty") or {})}
-        if empty:
-            out["empty"] = empty
-        return out
-
-
-def _status(
-    names: list[str],
-    digests: list[tuple[str, str]],
-    previous_hash: str | None,
-    record: _Record,
-    previous_raw: Any,
-) -> str:
-    """The status annotation: the configs injected, a hash, and what was added.
-
-    ``{"injected": [names], "hash": "sha256:…", "digests": {name: 16 hex}, "added": {…}}``
-
-    - ``hash`` covers each injected config's rendered content (see ``content_digest``), in
-      order, so a reader that re-renders the same configs for the pod can tell whether its
-      sidecars are current. When earlier configs were injected before, their hash is chained in.
-    - ``digests``: the first 16 hex digits of each config's own content digest, so ``explain``
-      can say which config changed.
-    - ``added``: what the injector added, by name, so ``uninject`` removes exactly that without
-      the configs: ``labels``/``annotations`` (keys, the default-container annotation when it
-      set it), ``initContainers``/``containers``/``volumes``/``imagePullSecrets`` (names),
-      ``into`` (per container name of the pod's own containers: ``env`` names,
-      ``volumeMounts`` paths, ``ports`` numbers appended, ``fields`` set on a pod-declared
-      sidecar), ``empty`` (fields that were present but empty or null before, with that value:
-      ``"spec.volumes": []``, or inside an ``into`` entry). Empty entries are left out.
-    - ``unrecorded``: configs injected before this format (no ``added``): they cannot be
-      removed exactly.
-
-    For static configs the same few annotations recur on every pod: they are memoised.
-    """
-    if not (isinstance(previous_raw, str) and previous_raw):
-        # A pod's first injection (the common case): the annotation depends only on what
-        # the record holds, so it is looked up before anything is built.
-        fresh_key = (tuple(names), tuple(digests), previous_hash, record.signature())
-        cached = _FRESH_CACHE.get(fresh_key)
-        if cached is None:
-            cached = _status_of(names, digests, previous_hash, record, None)
-            if len(_FRESH_CACHE) >= 1024:  # templated configs give a new key per pod: stay small
-                _FRESH_CACHE.clear()
-            _FRESH_CACHE[fresh_key] = cached
-        return cached
-    previous: dict[str, Any] | None = None
-    try:
-        loaded = orjson.loads(previous_raw)
-    except orjson.JSONDecodeError:
-        loaded = None
-    previous = loaded if isinstance(loaded, dict) else None
-    return _status_of(names, digests, previous_hash, record, previous)
-
-
-def _status_of(
-    names: list[str],
-    digests: list[tuple[str, str]],
-    previous_hash: str | None,
-    record: _Record,
-    previous: dict[str, Any] | None,
-) -> str:
-    added = record.as_dict(previous.get("added") if previous and isinstance(previous.get("added"), dict) else None)
-    short = dict((previous or {}).get("digests") or {}) if isinstance((previous or {}).get("digests"), dict) else {}
-    short.update((n, d[:16]) for n, d in digests)
-    unrecorded: list[str] = []
-    if previous is not None:
-        prev_names: Any = previous.get("injected") if isinstance(previous.get("injected"), list) else []
-        if "added" not in previous:
-            unrecorded = [n for n in prev_names if isinstance(n, str)]
-        elif isinstance(previous.get("unrecorded"), list):
-            unrecorded = list(previous["unrecorded"])
-    extra = orjson.dumps({"digests": short, "added": added, **({"unrecorded": unrecorded} if unrecorded else {})})
-    key = (tuple(names), tuple(digests), previous_hash, extra)
-    cached = _STATUS_CACHE.get(key)
-    if cached is None:
-        payload = orjson.dumps([previous_hash, digests] if previous_hash else digests)
-        digest = hashlib.sha256(payload).hexdigest()
-        head = orjson.dumps({"injected": names, "hash": f"sha256:{digest}"})
-        cached = (head[:-1] + b"," + extra[1:]).decode()
-        if len(_STATUS_CACHE) >= 1024:  # templated configs give a new key per pod: stay small
-            _STATUS_CACHE.clear()
-        _STATUS_CACHE[key] = cached
-    return cached
-
-
-_STATUS_CACHE: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None, bytes], str] = {}
-_FRESH_CACHE: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...], str | None, bytes], str] = {}

@@ -1,6 +1,6 @@
 """Removing exactly what the injector added to a pod, from the status annotation alone.
 
-The status annotation (see :func:`sidecar_injector.core.build._status`) records, by name,
+The status annotation (see :func:`sidecar_injector.core.record.status_annotation`) records, by name,
 everything an injection added: labels, annotations, containers, init containers and native
 sidecars, volumes, pull secrets, mounts/env/ports appended to the pod's own containers,
 fields set on a pod-declared sidecar, and which fields were present but empty before. So

@@ -13,7 +13,7 @@ Pods whose injection the policy cannot reproduce (a pod declaring a container na
 sidecar, merged field by field by the webhook; a pod arriving with a status annotation,
 whose hash chain needs sha256) are not matched by the policy at all: see docs/policy.md.
 
-The status annotation is computed with the core's own ``_status`` at compile time for every
+The status annotation is computed with the core's own ``status_annotation`` at compile time for every
 possible ordered set of injected configs (a CEL map from the names to the constant head),
 and the pod-dependent ``added`` record is built in CEL.
 """
@@ -28,9 +28,10 @@ from typing import Any
 
 import orjson
 
-from sidecar_injector.core.build import DEFAULT_CONTAINER_ANNOTATION, _Record, _status
+from sidecar_injector.core.build import DEFAULT_CONTAINER_ANNOTATION
 from sidecar_injector.core.config import ConfigSet, SidecarConfig, content_digest
 from sidecar_injector.core.inject import MIRROR_ANNOTATION
+from sidecar_injector.core.record import Record, status_annotation
 from sidecar_injector.core.templating import is_template
 from sidecar_injector.policy.templates import NotCompilable, cel_string, compile_template
 
@@ -449,7 +450,7 @@ class _Gen:
         table = {}
         for names_t in _selections(self.cfgs):
             digests = [(n, _digest(self.by_name(n))) for n in names_t]
-            value = _status(list(names_t), digests, None, _Record(), None)
+            value = status_annotation(list(names_t), digests, None, Record(), None)
             tail = '"added":{}}'
             if not value.endswith(tail):
                 raise AssertionError(f"the core's status annotation format changed: {value!r}")
