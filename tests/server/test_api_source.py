@@ -47,3 +47,11 @@ def test_validate_config_route() -> None:
     assert out["status"]["message"].startswith("SidecarConfig team-a/x is invalid:\nspec.namespaces:")
     assert a.webhook(Request(b"POST", b"/validate-config", b"application/json", b"{}")).status == 400
     assert a.webhook(Request(b"GET", b"/validate-config", None, b"")).status == 405
+    fixed = json.loads(json.dumps(review))
+    del fixed["request"]["object"]["spec"]["namespaces"]  # a namespaced config names none
+    r = a.webhook(Request(b"POST", b"/validate-config", b"application/json", json.dumps(fixed).encode()))
+    assert r.status == 200 and json.loads(r.body)["response"]["allowed"] is True
+    counted = {result: a.metrics.registry.get_sample_value("sidecar_injector_config_validations_total",
+                                                           {"result": result})
+               for result in ("allowed", "denied", "invalid", "error")}
+    assert counted == {"allowed": 1.0, "denied": 1.0, "invalid": 1.0, "error": None}

@@ -31,11 +31,14 @@ def config_webhook(kube_version: str, metrics: Metrics, log: JsonLog) -> Callabl
         try:
             body = validation_review(request.body, schema=pod_schema(kube_version))
         except (ValueError, TypeError) as e:
+            metrics.config_validations.labels("invalid").inc()
             return Response(400, status_body(400, f"invalid AdmissionReview: {e}"[:1000]))
         except InjectorError as e:
+            metrics.config_validations.labels("error").inc()
             return Response(500, status_body(500, str(e)[:1000]))
         elapsed = time.perf_counter() - start
         allowed = b'"allowed":true' in body
+        metrics.config_validations.labels("allowed" if allowed else "denied").inc()
         log.info("config validation", allowed=allowed, duration_ms=round(elapsed * 1000, 3))
         return Response(200, body)
 

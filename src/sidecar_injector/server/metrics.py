@@ -177,6 +177,12 @@ class Metrics:
             "Connections closed at accept by a connection cap, by port and cap.",
             ["port", "reason"], registry=r,
         )
+        self.config_validations = Counter(
+            "sidecar_injector_config_validations_total",
+            "SidecarConfig objects checked on /validate-config, by result: allowed, denied (the loader "
+            "refused the config), invalid (not an AdmissionReview: 400) or error (500).",
+            ["result"], registry=r,
+        )
         self._requests: dict[tuple[str, str, int], Counter] = {}
         self._skips: dict[str, Counter] = {}
         self._failures: dict[str, Counter] = {}
