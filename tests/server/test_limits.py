@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -303,3 +304,51 @@ def test_bodies_buffered_by_all_connections_together_are_bounded() -> None:
     assert responses(peers[0][1].out)[0][0] == 200 and conns.buffered == 900
     peers[1][0].connection_lost(None)  # a connection that goes away gives back its bytes
     assert conns.buffered == 0
+
+
+# -- a large review does not set off the cyclic garbage collector --------------------------
+
+
+def test_a_review_runs_with_the_cyclic_collector_paused_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2.3 MB review of 21,000 containers cost 0.51 s of CPU with the collector walking its
+    objects again and again, 0.19 s without; the collector is back on after every answer."""
+    import gc
+    import io
+
+    import orjson
+
+    from sidecar_injector.core.config import ConfigSet
+    from sidecar_injector.server import app as app_module
+    from sidecar_injector.server.app import State, WebhookApp
+    from sidecar_injector.server.http import Request
+    from sidecar_injector.server.logs import JsonLog
+    from sidecar_injector.server.metrics import Metrics
+
+    seen: list[bool] = []
+    real = app_module.review
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        raise RuntimeError("a bug")
+
+    a = WebhookApp(State(ConfigSet()), Metrics(), JsonLog(io.StringIO()))
+
+    def post(body: bytes) -> int:
+        return a.webhook(Request(b"POST", b"/mutate", b"application/json", body)).status
+
+    monkeypatch.setattr(app_module, "review", spy)
+    assert (post(orjson.dumps(make_review())), post(b"{")) == (200, 400)
+    assert seen == [False, False] and gc.isenabled()
+    monkeypatch.setattr(app_module, "review", broken)
+    assert post(orjson.dumps(make_review())) == 500
+    assert seen[-1] is False and gc.isenabled()
+    gc.disable()  # a process that runs without the collector keeps it off
+    try:
+        post(orjson.dumps(make_review()))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

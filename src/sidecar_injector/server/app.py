@@ -9,6 +9,7 @@ message in the apiserver's error, and curl users read it as is.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,12 +120,21 @@ class WebhookApp:
         if not _is_json(request.content_type):
             got = "none" if request.content_type is None else request.content_type.decode("latin-1")[:100]
             return self._reject(start, "content-type", f"Content-Type must be application/json, got {got}")
+        # No cyclic garbage collection during a review: it makes no cycles (its objects are
+        # freed by reference counting), but a large one allocates enough to set off full
+        # collections that walk every object it holds: 0.51 s of CPU for a 2.3 MB review of
+        # 21,000 containers with the collector on, 0.19 s without (docs/server.md, "Limits").
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             result = review(request.body, self.state.configs, on_error=self.on_error, memo=self.memo)
         except InvalidReview as e:
             return self._reject(start, "invalid-review", str(e))
         except Exception as e:  # a bug in our code must cost one request, not the server
             return self._error(start, e)
+        finally:
+            if collecting:
+                gc.enable()
         elapsed = time.perf_counter() - start
         reason = result.reason if result.outcome == "skipped" else "injection-error"
         self.metrics.admission(result.operation, result.outcome, reason, elapsed, result.status, result.injected)
