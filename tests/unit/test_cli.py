@@ -110,3 +110,25 @@ def test_broken_config_file_names_file_and_field(tmp_path: Path) -> None:
     r = cli("inject", "-f", "-", "--config", str(bad), stdin=yaml.safe_dump(pod()))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"{bad}, document 1 (a): spec.containers[0]" in r.stderr and "imagePullPolicyy" in r.stderr
+
+
+def test_explain_names_the_cluster_config_a_namespaced_one_shadows(tmp_path: Path) -> None:
+    def config(kind: str, name: str, image: str, namespace: str | None = None) -> dict[str, object]:
+        meta: dict[str, object] = {"name": name, **({"namespace": namespace} if namespace else {})}
+        return {"apiVersion": "sidecar-injector.io/v1alpha1", "kind": kind, "metadata": meta,
+                "spec": {"injectByDefault": True, "containers": [{"name": name, "image": image}]}}
+
+    (tmp_path / "configs.yaml").write_text(yaml.safe_dump_all([
+        config("ClusterSidecarConfig", "envoy", "envoy:cluster"),
+        config("SidecarConfig", "envoy", "envoy:team", "team-a"),
+    ]))
+    cluster = f"{tmp_path / 'configs.yaml'}, document 1"  # where the shadowed config comes from
+    for ns, shadows in (("team-a", cluster), ("team-b", None)):
+        r = cli("explain", "-f", "-", "-c", str(tmp_path / "configs.yaml"), "-n", ns, "-o", "json",
+                stdin=yaml.safe_dump(pod(name="p")))
+        assert r.returncode == 0, r.stderr
+        (decision,) = json.loads(r.stdout)[0]["decisions"]
+        assert decision["shadows"] == shadows
+    text = cli("explain", "-f", "-", "-c", str(tmp_path / "configs.yaml"), "-n", "team-a",
+               stdin=yaml.safe_dump(pod(name="p"))).stdout
+    assert f"+ envoy (this namespace's own, in place of {cluster}): injected" in text

@@ -206,10 +206,21 @@ def _delivery(configs: ConfigSet) -> tuple[Any, tuple[str, ...]]:
     return delivery_plan(configs), compile_set(configs).sidecar_names
 
 
+def _shadowed(configs: ConfigSet, namespace: str) -> dict[str, str]:
+    """Config name -> the cluster config that the namespace's config of that name shadows
+    for pods in ``namespace`` (core.tenancy): "why does my pod get this envoy, not that one?"."""
+    scoped = configs.for_namespace(namespace)
+    if scoped is configs:
+        return {}
+    return {name: cluster.source for name, cluster in configs.by_name.items()
+            if scoped.by_name.get(name) not in (None, cluster)}
+
+
 def _explain_record(p: PodInjection, configs: ConfigSet, delivery: Any = None) -> dict[str, Any]:
     r = p.result
     stale = staleness(p.before, p.namespace, configs)
     plan, sidecars = delivery or _delivery(configs)
+    shadows = _shadowed(configs, p.namespace)
     return {
         "kind": p.kind,
         "name": p.name,
@@ -220,7 +231,8 @@ def _explain_record(p: PodInjection, configs: ConfigSet, delivery: Any = None) -
         "decisions": [
             {"config": d.config, "decision": "injected" if d.injected else "skipped", "reason": d.reason,
              "message": d.message, "requested": d.requested, "conflicts": list(d.conflicts),
-             "delivery": (lambda dv: dv.modes() if dv else None)(plan.of(d.config))}
+             "delivery": (lambda dv: dv.modes() if dv else None)(plan.of(d.config)),
+             "shadows": shadows.get(d.config)}
             for d in r.decisions
         ],
         "policyDeclines": policy_declines(p.before, configs, sidecars) or None,
@@ -279,6 +291,8 @@ def run_explain(args: argparse.Namespace) -> int:
             for d in rec["decisions"]:
                 mark = "+" if d["decision"] == "injected" else "-"
                 how = " (requested)" if d["requested"] else ""
+                if d["shadows"]:
+                    how += f" (this namespace's own, in place of {d['shadows']})"
                 print(f"  {mark} {d['config']}{how}: {d['reason']}: {d['message']}")
             if rec["policyDeclines"]:
                 print(f"  policy (--mode policy/hybrid) leaves this pod alone: {rec['policyDeclines']}")
