@@ -235,7 +235,7 @@ def _apply_once(
             raise BootstrapError(f"{webhook_ref} does not exist; apply the manifests first") from None
         raise BootstrapError(f"cannot read {webhook_ref}: {_describe(e)}") from None
 
-    # Opaque is what the manifests create (see manifests.tls_secret); kubernetes.io/tls is
+    # Opaque is what the manifests create (see certmanifests.tls_secret); kubernetes.io/tls is
     # what a user may have made by hand. Both hold the same keys.
     if secret_obj.get("type", "Opaque") not in ("Opaque", "kubernetes.io/tls"):
         raise BootstrapError(

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar_injector.install.manifests import METRICS_PORT, ManifestOptions, _meta, _selector
+from sidecar_injector.install.options import ManifestOptions, _meta, _selector
+from sidecar_injector.install.workload import METRICS_PORT
 
 __all__ = ["ALERTS", "metrics_service", "prometheus_rule", "render", "service_monitor"]
 
