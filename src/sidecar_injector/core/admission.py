@@ -291,7 +291,7 @@ def review(
     try:
         if full:  # a skeleton has the shape by construction (its msgspec types are the rules)
             podshape.check(obj)
-        result = inject(obj, namespace, configs, patch_only=True)
+        result = inject(obj, namespace, configs, patch_only=True, shape_checked=True)
     except InputError as e:
         raise InvalidReview(f"request.object: {e}") from None
     except InjectionError as e:

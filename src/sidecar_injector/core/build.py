@@ -127,33 +127,20 @@ class Injection:
         decisions: list[ConfigDecision],
         warnings: list[str],
         patch_only: bool = False,
+        shape_checked: bool = False,
     ) -> None:
         spec = pod.get("spec")
         if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
             raise InputError("the pod has no spec.containers list")
-        for key in ("initContainers", "volumes", "imagePullSecrets"):
-            if not isinstance(spec.get(key), (list, type(None))):
-                field_of(spec, key, list, f"spec.{key}")  # raises, naming the field
-        # Where the pod declares each container name (merges go there): init containers
-        # first. The messages are formatted only on a failure: this runs on every request.
+        if not shape_checked:
+            _check_shape(spec)
+        # Where the pod declares each container name (merges go there): init containers first.
         declared: dict[str, tuple[str, int]] = {}
-        later: list[tuple[str, tuple[str, int]]] = []
-        for key in ("containers", "initContainers"):
+        for key in ("initContainers", "containers"):
             for i, c in enumerate(spec.get(key) or ()):
-                if not isinstance(c, dict):
-                    raise InputError(f"spec.{key}[{i}] is not an object")
-                if not isinstance(c.get("volumeMounts"), (list, type(None))):
-                    field_of(c, "volumeMounts", list, f"spec.{key}[{i}].volumeMounts")
-                if not isinstance(c.get("env"), (list, type(None))):
-                    field_of(c, "env", list, f"spec.{key}[{i}].env")
                 name = c.get("name")
-                if isinstance(name, str):
-                    if key == "initContainers":
-                        declared.setdefault(name, (key, i))
-                    else:
-                        later.append((name, (key, i)))
-        for name, where in later:
-            declared.setdefault(name, where)
+                if isinstance(name, str) and name not in declared:
+                    declared[name] = (key, i)
         meta = pod.get("metadata")
         meta = meta if isinstance(meta, dict) else {}
         self.pod = pod
@@ -366,6 +353,22 @@ class Injection:
                     f"config {cfg_name!r}: container {c.get('name')} already sets env {e['name']}; kept the pod's own"
                 )
         return add_mounts, add_env
+
+
+def _check_shape(spec: dict[str, Any]) -> None:
+    """The list fields injection writes into have their types (InputError, naming the field,
+    otherwise). The webhook's pods passed :mod:`core.podshape` already, which checks more."""
+    for key in ("initContainers", "volumes", "imagePullSecrets"):
+        if not isinstance(spec.get(key), (list, type(None))):
+            field_of(spec, key, list, f"spec.{key}")  # raises, naming the field
+    for key in ("containers", "initContainers"):
+        for i, c in enumerate(spec.get(key) or ()):
+            if not isinstance(c, dict):
+                raise InputError(f"spec.{key}[{i}] is not an object")
+            if not isinstance(c.get("volumeMounts"), (list, type(None))):
+                field_of(c, "volumeMounts", list, f"spec.{key}[{i}].volumeMounts")
+            if not isinstance(c.get("env"), (list, type(None))):
+                field_of(c, "env", list, f"spec.{key}[{i}].env")
 
 
 def _merge_plan(m: _Merge, mine: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -72,12 +72,15 @@ def injected_names(annotations: dict[str, Any], status_key: str) -> tuple[list[s
     return [], None, f"annotation {status_key} is not readable and was ignored"
 
 
-def inject(pod: Pod, namespace: str, configs: ConfigSet, *, patch_only: bool = False) -> InjectionResult:
+def inject(
+    pod: Pod, namespace: str, configs: ConfigSet, *, patch_only: bool = False, shape_checked: bool = False
+) -> InjectionResult:
     """Inject the configs this pod should get. Never modifies ``pod``.
 
     ``patch_only`` (the webhook): skip building the mutated copy; the result's ``pod`` is then
     ``pod`` itself, and the patch may share values with the configs, so it must be serialised,
-    never modified.
+    never modified. ``shape_checked``: the pod passed :func:`core.podshape.check` (or is a
+    skeleton, whose types are its rules), so the field types need no second look.
 
     Raises :class:`InjectionError` when a template fails for this pod, and
     :class:`InputError` when ``pod`` is not a pod (no ``spec.containers`` list).
@@ -201,7 +204,7 @@ def inject(pod: Pod, namespace: str, configs: ConfigSet, *, patch_only: bool = F
         if any(d.reason in (HOST_NETWORK, RUN_TO_COMPLETION, MATCH_CONDITION) for d in decisions) and not done:
             reason = next(d.reason for d in decisions if d.reason in (HOST_NETWORK, RUN_TO_COMPLETION, MATCH_CONDITION))
         return InjectionResult(pod, [], ordered(decisions, configs), tuple(warnings), reason)
-    acc = Injection(pod, configs, context, decisions, warnings, patch_only)
+    acc = Injection(pod, configs, context, decisions, warnings, patch_only, shape_checked)
     as_native = "; as native sidecars: the pod runs to completion (spec.runToCompletion: native)"
     for c, req in selected:
         native = c.name in native_for
