@@ -67,3 +67,15 @@ def test_review_decodes_for_every_scoped_set_and_uses_the_namespaces_set() -> No
 def test_no_namespaced_configs_is_the_plain_set() -> None:
     cs = scoped_set([one("envoy", "e:1")], {})
     assert cs.scoped == {} and cs.for_namespace("x") is cs
+
+
+def test_one_memo_bounds_every_namespace() -> None:
+    """Namespaced configs give each namespace its own set; the answers are remembered in the
+    whole set's memo, so its bound holds however many namespaces have configs."""
+    cs = scoped_set([one("envoy", "envoy:1")], {f"team-{i}": [one("envoy", f"envoy:{i}")] for i in range(5)})
+    for i in range(5):
+        body = review_body(pod(), namespace=f"team-{i}")
+        first = review(body, cs, memo=3)
+        assert review(body, cs, memo=3) == first == review(body, cs, memo=0)
+        assert json.loads(first.patch)[-1]["value"]["image"] == f"envoy:{i}"
+    assert len(cs.memo) == 3 and not any(s.memo for s in cs.scoped.values())
