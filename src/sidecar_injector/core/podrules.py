@@ -38,20 +38,16 @@ from typing import Any, Literal
 from sidecar_injector.core.kubenames import (
     Path,
     Problem,
-    byte_len,
     duplicate,
     forbidden,
     format_path,
     format_problem,
     invalid,
     is_dns1123_label,
-    is_label_value,
     is_port_name,
-    is_qualified_name,
     not_found,
     not_supported,
     required,
-    too_long,
 )
 from sidecar_injector.core.podenv import check_env, check_env_from
 from sidecar_injector.core.podfields import (
@@ -65,9 +61,16 @@ from sidecar_injector.core.podfields import (
     check_volume_source,
     is_int,
 )
+from sidecar_injector.core.podmeta import (
+    ANNOTATIONS_SIZE_LIMIT,
+    check_annotations,
+    check_labels,
+    check_pod_annotations,
+)
 from sidecar_injector.core.podresources import check_resize_policy, check_resources
 
 __all__ = [
+    "ANNOTATIONS_SIZE_LIMIT",
     "Path",
     "Problem",
     "check_annotations",
@@ -82,7 +85,6 @@ __all__ = [
 ContainerKind = Literal["container", "init", "sidecar"]
 _KINDS = ("container", "init", "sidecar")
 
-ANNOTATIONS_SIZE_LIMIT = 256 * 1024
 NO_NATIVE_SIDECARS = (
     "may not be set: the target Kubernetes version has no native sidecars "
     "(init containers with restartPolicy: Always need Kubernetes 1.29 or later)"
@@ -90,37 +92,6 @@ NO_NATIVE_SIDECARS = (
 _PROTOCOLS = ("SCTP", "TCP", "UDP")
 _RESTART_POLICIES = ("Always", "Never", "OnFailure")
 _HANDLER_FIELDS = ("lifecycle", "livenessProbe", "readinessProbe", "startupProbe")
-_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-_APPARMOR_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
-_SECCOMP_POD = "seccomp.security.alpha.kubernetes.io/pod"
-_SECCOMP_PREFIX = "container.seccomp.security.alpha.kubernetes.io/"
-
-
-def check_labels(labels: dict[str, Any], path: Path) -> list[Problem]:
-    """Keys qualified names (``[prefix/]name``), values label values (<= 63, alnum at the ends)."""
-    out: list[Problem] = []
-    for key, value in labels.items():
-        if not isinstance(key, str):
-            continue
-        where = (*path, key)
-        out.extend(invalid(where, key, m) for m in is_qualified_name(key))
-        if isinstance(value, str):
-            out.extend(invalid(where, value, m) for m in is_label_value(value))
-    return out
-
-
-def check_annotations(annotations: dict[str, Any], path: Path) -> list[Problem]:
-    """Keys qualified names (case-insensitively); keys and values together at most 256 KiB (bytes)."""
-    out: list[Problem] = []
-    size = 0
-    for key, value in annotations.items():
-        if not isinstance(key, str):
-            continue
-        out.extend(invalid((*path, key), key, m) for m in is_qualified_name(key.lower()))
-        size += byte_len(key) + (byte_len(value) if isinstance(value, str) else 0)
-    if size > ANNOTATIONS_SIZE_LIMIT:
-        out.append(too_long(path, ANNOTATIONS_SIZE_LIMIT))
-    return out
 
 
 def check_volume(v: dict[str, Any], path: Path) -> list[Problem]:
@@ -218,7 +189,7 @@ def check_pod(pod: dict[str, Any], *, native_sidecars: bool = True) -> list[Prob
     containers, inits = as_list(spec.get("containers")), as_list(spec.get("initContainers"))
     if isinstance(annotations, dict):
         out.extend(check_annotations(annotations, ("metadata", "annotations")))
-        _check_pod_annotations(annotations, containers, inits, out)
+        check_pod_annotations(annotations, containers, inits, out)
 
     volumes: dict[str, str] = {}
     for i, v in enumerate(as_list(spec.get("volumes"))):
@@ -384,38 +355,3 @@ def _check_file_key_refs(c: dict[str, Any], i: int, n_regular: int, volumes: dic
             out.append(not_found(path, volume))
         elif volumes[volume] != "emptyDir":
             out.append(invalid(path, volume, "referenced volume must be of type emptyDir"))
-
-
-def _check_pod_annotations(annotations: dict[str, Any], containers: list[Any], inits: list[Any], out: Out) -> None:
-    path: Path = ("metadata", "annotations")
-    cost = annotations.get(_DELETION_COST)
-    if isinstance(cost, str) and not _is_int32_text(cost):
-        out.append(invalid((*path, _DELETION_COST), cost, "must be a 32bit integer"))
-    names = {n for c in containers + inits if isinstance(n := as_dict(c).get("name"), str)}
-    for key, value in annotations.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            continue
-        if key.startswith(_APPARMOR_PREFIX):
-            container = key[len(_APPARMOR_PREFIX) :]
-            if container not in names:
-                out.append(invalid((*path, key), container, "container not found"))
-            if value not in ("", "runtime/default", "unconfined") and not value.startswith("localhost/"):
-                out.append(invalid((*path, key), value, f"invalid AppArmor profile name: {value!r}".replace("'", '"')))
-        elif key == _SECCOMP_POD or key.startswith(_SECCOMP_PREFIX):
-            if value in ("runtime/default", "docker/default", "unconfined"):
-                continue
-            if value.startswith("localhost/"):
-                local = value[len("localhost/") :]
-                if local.startswith("/"):
-                    out.append(invalid((*path, key), local, "must be a relative path"))
-                if ".." in local.split("/"):
-                    out.append(invalid((*path, key), local, "must not contain '..'"))
-            else:
-                out.append(invalid((*path, key), value, "must be a valid seccomp profile"))
-
-
-def _is_int32_text(text: str) -> bool:
-    if not text or not (text[0] == "-" or text == "0" or "1" <= text[0] <= "9"):
-        return False
-    digits = text[1:] if text[0] == "-" else text
-    return digits.isascii() and digits.isdigit() and -(2**31) <= int(text) < 2**31
